@@ -1,0 +1,84 @@
+"""REST plumbing shared by every app: the exception handler and pagination."""
+
+import json
+from typing import Any
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import DataError
+from rest_framework import exceptions, renderers, status
+from rest_framework.pagination import CursorPagination
+from rest_framework.response import Response
+
+from chatproject.errors import ChatError, RateLimited
+from chatproject.logs import get_logger
+
+log = get_logger(__name__)
+
+
+def _infrastructure_errors() -> tuple[type[Exception], ...]:
+    from django.db import InterfaceError, OperationalError
+    from redis.exceptions import ConnectionError, TimeoutError
+
+    return (OperationalError, InterfaceError, ConnectionError, TimeoutError)
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """DRF's handler, taught our `ChatError` family: `{"detail", "code"}` and its status."""
+    if isinstance(exc, _infrastructure_errors()):
+        # The database or Redis is down: answer 503 `unavailable`, as the WebSocket does,
+        # not a 500. A retry with the same client_id never stores a second copy.
+        log.exception("request_unavailable")
+        body = {
+            "detail": "The server cannot store this right now; try again.",
+            "code": "unavailable",
+        }
+        return Response(body, status=status.HTTP_503_SERVICE_UNAVAILABLE)
+    if isinstance(exc, ChatError):
+        body: dict[str, Any] = {"detail": exc.message, "code": exc.code}
+        if exc.fields:
+            body.update(exc.fields)
+        headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, RateLimited) else None
+        return Response(body, status=exc.status, headers=headers)
+    if isinstance(exc, DataError):
+        # A value the database cannot take (a NUL character in a search, an integer out
+        # of range): the client's input, so 400, never a 500.
+        body = {
+            "detail": "A value cannot be stored or searched as given.",
+            "code": "validation_error",
+        }
+        return Response(body, status=status.HTTP_400_BAD_REQUEST)
+    if isinstance(exc, DjangoValidationError):
+        exc = exceptions.ValidationError(detail=exc.messages)
+    # Imported here, not at the top: `rest_framework.views` reads DEFAULT_RENDERER_CLASSES
+    # while it loads, and that setting names this module, so a top-level import is a cycle
+    # whose outcome depends on which module Django's checks happen to load first.
+    from rest_framework.views import exception_handler as drf_exception_handler
+
+    response = drf_exception_handler(exc, context)
+    if response is not None and response.status_code == status.HTTP_413_REQUEST_ENTITY_TOO_LARGE:
+        response.data = {"detail": str(exc), "code": "too_large"}
+    return response
+
+
+class CursorPage(CursorPagination):
+    """`{"results", "next", "previous"}`; each view names its `ordering`."""
+
+    page_size = 50
+    page_size_query_param = "limit"
+    max_page_size = 200
+    ordering = "-pk"
+
+    def get_ordering(self, request, queryset, view):
+        ordering = getattr(view, "ordering", None) or self.ordering
+        return (ordering,) if isinstance(ordering, str) else tuple(ordering)
+
+
+class JSONRenderer(renderers.JSONRenderer):
+    """DRF's renderer, which cannot encode a lone surrogate (an error message may quote
+    one from the input): such a body is written with \\u escapes instead of failing."""
+
+    def render(self, data, accepted_media_type=None, renderer_context=None) -> bytes:
+        try:
+            return super().render(data, accepted_media_type, renderer_context)
+        except UnicodeEncodeError:
+            return json.dumps(data, cls=self.encoder_class, ensure_ascii=True).encode()

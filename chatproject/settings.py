@@ -1,0 +1,342 @@
+"""Settings, read from the environment (and a `.env` file beside manage.py when present).
+
+Every variable is documented in `.env.example` and in the README's configuration table.
+With nothing set the project runs on SQLite and the in-process channel layer.
+"""
+
+import ipaddress
+import warnings
+from datetime import timedelta
+from pathlib import Path
+
+import environ
+import redis.exceptions
+from django.core.exceptions import ImproperlyConfigured
+
+from chatproject.logs import build_logging_config
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+if (BASE_DIR / ".env").is_file():
+    environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+
+def _rate(value: str, name: str) -> tuple[int, int]:
+    """Parse "20/10s", "10/min", "5/h" into (count, window seconds)."""
+    units = {
+        "s": 1,
+        "sec": 1,
+        "m": 60,
+        "min": 60,
+        "h": 3600,
+        "hour": 3600,
+        "d": 86400,
+        "day": 86400,
+    }
+    try:
+        count, window = value.strip().split("/")
+        number = "".join(ch for ch in window if ch.isdigit()) or "1"
+        unit = window[len(number) :] if window.startswith(number) else window
+        return int(count), int(number) * units[unit.strip().lower()]
+    except (ValueError, KeyError):
+        raise ImproperlyConfigured(
+            f"{name}={value!r} is not a rate: write COUNT/WINDOW, e.g. 20/10s or 10/min"
+        ) from None
+
+
+# --------------------------------------------------------------------------- CORE
+ENV = env.str("ENV", default="development").strip().lower()
+if ENV not in {"development", "production"}:
+    raise ImproperlyConfigured(f"ENV must be 'development' or 'production', not {ENV!r}")
+IS_PRODUCTION = ENV == "production"
+
+DEV_SECRET_KEY = "django-insecure-dev-only-change-me-0123456789abcdefghijklmnopqrstuvwxyz"
+SECRET_KEY = env.str("SECRET_KEY", default=DEV_SECRET_KEY)
+DEBUG = env.bool("DEBUG", default=not IS_PRODUCTION)
+
+if IS_PRODUCTION:
+    if SECRET_KEY == DEV_SECRET_KEY or len(SECRET_KEY) < 32:
+        raise ImproperlyConfigured(
+            "ENV=production refuses to start without SECRET_KEY: set a random value of at "
+            "least 32 characters (python -c 'import secrets; print(secrets.token_urlsafe(50))')."
+        )
+    if DEBUG:
+        raise ImproperlyConfigured("ENV=production refuses to start with DEBUG=true.")
+
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1"])
+if not IS_PRODUCTION and "*" not in ALLOWED_HOSTS:
+    ALLOWED_HOSTS = [*ALLOWED_HOSTS, "*"]
+
+# The same list serves CORS for /api/ and the Origin check of WebSocket handshakes.
+ALLOWED_ORIGINS = env.list(
+    "ALLOWED_ORIGINS", default=env.list("ALLOWED_ORIGIN", default=["http://localhost:3000"])
+)
+
+# Who may read GET /metrics in production (development: anyone). Behind a proxy, start
+# `serve --proxy-headers` so the address is the client's, not the proxy's.
+METRICS_ALLOWED_NETWORKS = [
+    ipaddress.ip_network(network)
+    for network in env.list(
+        "METRICS_ALLOWED_NETWORKS",
+        default=["127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"],
+    )
+]
+
+HOST = env.str("HOST", default="0.0.0.0")
+PORT = env.int("PORT", default=8000)
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "channels",
+    "corsheaders",
+    "rest_framework",
+    "rest_framework_simplejwt.token_blacklist",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "chatproject",
+    "accounts",
+    "rooms",
+    "messaging",
+]
+
+MIDDLEWARE = [
+    "chatproject.middleware.RequestIdMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "corsheaders.middleware.CorsMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "chatproject.urls"
+ASGI_APPLICATION = "chatproject.asgi.application"
+AUTH_USER_MODEL = "accounts.User"
+LOGIN_URL = "/login/"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/login/"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# ---------------------------------------------------------------------- DATABASES
+# sqlite:///db.sqlite3 (relative to this checkout) or postgres://user:pass@host:5432/name
+DATABASES = {"default": env.db_url("DATABASE_URL", default="sqlite:///db.sqlite3")}
+_db = DATABASES["default"]
+if _db["ENGINE"] == "django.db.backends.sqlite3":
+    if _db["NAME"] not in ("", ":memory:") and not Path(_db["NAME"]).is_absolute():
+        _db["NAME"] = str(BASE_DIR / _db["NAME"])
+    # IMMEDIATE transactions take the write lock up front, so a read-then-write
+    # transaction never fails with "database is locked" halfway; WAL lets readers
+    # run beside the one writer. https://docs.djangoproject.com/en/5.2/ref/databases/#sqlite-notes
+    _db["OPTIONS"] = {
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 20,
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+    # The end-to-end tests run a real server process against the test database,
+    # so it must be a file both processes can open.
+    _db["TEST"] = {"NAME": str(BASE_DIR / env.str("TEST_DB_NAME", default=".test-db.sqlite3"))}
+elif _db["ENGINE"] in ("django.db.backends.postgresql", "django.db.backends.postgresql_psycopg2"):
+    _db["ENGINE"] = "django.db.backends.postgresql"
+    if env.str("TEST_DB_NAME", default=""):  # parallel test runs on one server
+        _db["TEST"] = {"NAME": env.str("TEST_DB_NAME")}
+    # Under ASGI every request may run in a new thread, so Django's persistent
+    # connections would leak; psycopg's pool is the documented answer.
+    # https://docs.djangoproject.com/en/5.2/ref/databases/#connection-pool
+    if env.bool("DATABASE_POOL", default=True):
+        _db.setdefault("OPTIONS", {})["pool"] = {
+            "min_size": 1,
+            "max_size": env.int("DATABASE_POOL_SIZE", default=20),
+            "timeout": 10,
+        }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# ----------------------------------------------------------------------- CHANNELS
+REDIS_URL = env.str("REDIS_URL", default="")
+if not REDIS_URL and env.str("REDIS_HOST", default=""):
+    _password = env.str("REDIS_PASSWORD", default="")
+    _auth = f":{_password}@" if _password else ""
+    REDIS_URL = f"redis://{_auth}{env.str('REDIS_HOST')}:{env.int('REDIS_PORT', default=6379)}/0"
+
+if REDIS_URL:
+    # Only the fan-out (messaging.hub) uses the layer: one channel per process, in the
+    # groups its sockets need. (RedisPubSubChannelLayer would make a group_send one
+    # PUBLISH, but its tasks do not survive an event loop's teardown in the tests: see
+    # docs/SCALING.md.)
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {
+                # redis-py's default socket_timeout (5 s) equals channels_redis's blocking
+                # BZPOPMIN (5 s): an idle receive would time out client-side. Read longer.
+                # After a Redis restart, pooled connections are dead: retry a command once
+                # on a fresh connection instead of failing it.
+                "hosts": [
+                    {
+                        "address": REDIS_URL,
+                        "socket_timeout": 15,
+                        "retry_on_error": [redis.exceptions.ConnectionError],
+                    }
+                ],
+                "prefix": env.str("CHANNEL_PREFIX", default="chat"),
+                # One channel per process carries all its rooms' events: room for bursts.
+                "capacity": 10_000,
+                "expiry": 60,
+                # Each process refreshes its memberships every 30 s (messaging.hub), so a
+                # dead process's memberships lapse after two minutes, not a day.
+                "group_expiry": 120,
+            },
+        }
+    }
+else:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels.layers.InMemoryChannelLayer",
+            "CONFIG": {"capacity": 1000, "expiry": 60},
+        }
+    }
+
+# --------------------------------------------------------------------------- REST
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework_simplejwt.authentication.JWTAuthentication",
+        # The web page uses the Django session; DRF enforces CSRF for it.
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["chatproject.api.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": [
+        "rest_framework.parsers.JSONParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
+    "DEFAULT_PAGINATION_CLASS": "chatproject.api.CursorPage",
+    "PAGE_SIZE": 50,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "chatproject.api.exception_handler",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Chat server API",
+    "DESCRIPTION": "REST API of the chat server. The WebSocket protocol is in the README.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+    # Swagger UI served from the sidecar package, not a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
+
+JWT_SECRET = env.str("JWT_SECRET", default=SECRET_KEY)
+SIMPLE_JWT = {
+    "ACCESS_TOKEN_LIFETIME": timedelta(minutes=env.int("JWT_ACCESS_MINUTES", default=15)),
+    "REFRESH_TOKEN_LIFETIME": timedelta(hours=env.int("JWT_EXPIRY", default=24)),
+    "ROTATE_REFRESH_TOKENS": True,
+    "BLACKLIST_AFTER_ROTATION": True,
+    "UPDATE_LAST_LOGIN": False,
+    "ALGORITHM": "HS256",
+    "SIGNING_KEY": JWT_SECRET,
+    "AUTH_HEADER_TYPES": ("Bearer",),
+}
+
+CORS_ALLOWED_ORIGINS = ALLOWED_ORIGINS
+CORS_URLS_REGEX = r"^/api/.*$"
+CSRF_TRUSTED_ORIGINS = ALLOWED_ORIGINS
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+# --------------------------------------------------------------------------- CHAT
+MAX_MESSAGE_LENGTH = env.int("MAX_MESSAGE_LENGTH", default=1000)
+CHAT_RATE_LIMIT = _rate(env.str("CHAT_RATE_LIMIT", default="20/10s"), "CHAT_RATE_LIMIT")
+AUTH_RATE_LIMIT = _rate(env.str("AUTH_RATE_LIMIT", default="10/min"), "AUTH_RATE_LIMIT")
+MAX_UPLOAD_MB = env.int("MAX_UPLOAD_MB", default=10)
+MAX_SOCKETS_PER_USER = env.int("MAX_SOCKETS_PER_USER", default=20)
+SHUTDOWN_TIMEOUT = env.float("SHUTDOWN_TIMEOUT", default=10.0)
+# Largest WebSocket frame accepted; Daphne closes larger ones with 1009.
+WEBSOCKET_MAX_FRAME_BYTES = 64 * 1024
+# Bytes the server holds for one socket whose client does not read; beyond: closed, 4408.
+WEBSOCKET_SEND_BUFFER = env.int("WEBSOCKET_SEND_BUFFER", default=1024 * 1024)
+# Seconds an unauthenticated socket may wait for its `authenticate` frame.
+WEBSOCKET_AUTH_TIMEOUT = env.float("WEBSOCKET_AUTH_TIMEOUT", default=10.0)
+GENERAL_ROOM_NAME = "General"
+# Seconds a socket counts as present without a heartbeat; heartbeats and the sweep of
+# dead processes run every third of it, so a dead process's users go offline within
+# 4/3 of it (60 s by default).
+PRESENCE_TTL = env.float("PRESENCE_TTL", default=45.0)
+
+# ------------------------------------------------------------------ STATIC, MEDIA
+STATIC_URL = "/static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        if IS_PRODUCTION
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
+}
+# Without collectstatic (development), whitenoise serves straight from the finders.
+WHITENOISE_USE_FINDERS = not IS_PRODUCTION
+if not IS_PRODUCTION:
+    # STATIC_ROOT exists only after collectstatic; in development the finders serve.
+    # (whitenoise warns with stacklevel=3, so the warning is not attributed to its module.)
+    warnings.filterwarnings("ignore", message=r"No directory at: .*staticfiles")
+MEDIA_ROOT = Path(env.str("MEDIA_ROOT", default=str(BASE_DIR / "media")))
+
+# ----------------------------------------------------------------------- SECURITY
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+if IS_PRODUCTION:
+    SESSION_COOKIE_SECURE = env.bool("SECURE_COOKIES", default=True)
+    CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+# ------------------------------------------------------------------------ LOGGING
+LOG_LEVEL = env.str("LOG_LEVEL", default="info").upper()
+if LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+    raise ImproperlyConfigured("LOG_LEVEL must be one of debug, info, warning, error")
+LOG_FORMAT = env.str("LOG_FORMAT", default="json" if IS_PRODUCTION else "console").lower()
+if LOG_FORMAT not in {"json", "console"}:
+    raise ImproperlyConfigured("LOG_FORMAT must be json or console")
+
+# structlog renders both its own events and the standard library's records.
+# https://www.structlog.org/en/stable/standard-library.html
+LOGGING = build_logging_config(level=LOG_LEVEL, fmt=LOG_FORMAT)

@@ -1,0 +1,81 @@
+"""Fixed-window counters shared by every process (Redis) or kept in this process.
+
+`hit("typing:3:7", limit=1, window=2)` counts one event against the key and answers
+whether it is within `limit` per `window` seconds, and if not, how many seconds remain.
+"""
+
+import math
+import threading
+import time
+from functools import cache
+
+from django.conf import settings
+
+
+class LocalCounters:
+    def __init__(self) -> None:
+        self._windows: dict[str, tuple[float, int]] = {}
+        self._lock = threading.Lock()
+
+    def hit(self, key: str, *, limit: int, window: float) -> tuple[bool, int]:
+        now = time.monotonic()
+        with self._lock:
+            if len(self._windows) > 100_000:  # forget expired windows now and then
+                self._windows = {k: v for k, v in self._windows.items() if v[0] > now}
+            ends, count = self._windows.get(key, (0.0, 0))
+            if ends <= now:
+                ends, count = now + window, 0
+            count += 1
+            self._windows[key] = (ends, count)
+            return count <= limit, max(1, math.ceil(ends - now))
+
+    def reset(self, key: str) -> None:
+        with self._lock:
+            self._windows.pop(key, None)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._windows.clear()
+
+
+class RedisCounters:
+    def __init__(self, url: str, prefix: str) -> None:
+        from chatproject.redis_client import connect
+
+        self._redis = connect(url)
+        self._prefix = f"{prefix}:throttle"
+
+    def hit(self, key: str, *, limit: int, window: float) -> tuple[bool, int]:
+        name = f"{self._prefix}:{key}"
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.incr(name)
+        pipe.pexpire(name, int(window * 1000), nx=True)
+        pipe.pttl(name)
+        count, _, ttl_ms = pipe.execute()
+        return count <= limit, max(1, math.ceil(max(ttl_ms, 0) / 1000))
+
+    def reset(self, key: str) -> None:
+        self._redis.delete(f"{self._prefix}:{key}")
+
+    def clear(self) -> None:
+        keys = list(self._redis.scan_iter(f"{self._prefix}:*"))
+        if keys:
+            self._redis.delete(*keys)
+
+
+@cache
+def counters() -> LocalCounters | RedisCounters:
+    if settings.REDIS_URL:
+        return RedisCounters(
+            settings.REDIS_URL, settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"]
+        )
+    return LocalCounters()
+
+
+def hit(key: str, *, limit: int, window: float) -> tuple[bool, int]:
+    return counters().hit(key, limit=limit, window=window)
+
+
+def reset(key: str) -> None:
+    """Start the key's window afresh (e.g. typing stopped: the next start is news)."""
+    counters().reset(key)

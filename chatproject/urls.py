@@ -1,0 +1,30 @@
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from chatproject import health, metrics, pages
+
+api_patterns = [
+    path("", include("accounts.urls")),
+    path("", include("rooms.urls")),
+    path("", include("messaging.urls")),
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+]
+
+admin.site.site_header = "Chat server administration"
+admin.site.site_title = "Chat server"
+
+urlpatterns = [
+    path("", pages.index, name="index"),
+    path("login/", pages.LoginView.as_view(), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("register/", pages.register, name="register"),
+    path("healthz", health.healthz, name="healthz"),
+    path("health", health.healthz, name="health"),
+    path("readyz", health.readyz, name="readyz"),
+    path("metrics", metrics.metrics_view, name="metrics"),
+    path("admin/", admin.site.urls),
+    path("api/", include(api_patterns)),
+]
