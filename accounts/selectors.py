@@ -1,0 +1,39 @@
+"""Reads of accounts: user lookups and the online state of users."""
+
+from collections.abc import Iterable
+from typing import Any
+
+from django.db.models import Q, QuerySet
+
+from accounts.models import User
+from accounts.presence import online_user_ids
+from chatproject.errors import NotFound
+
+__all__ = ["UserNotFound", "get_active_user", "list_users", "online_user_ids", "user_briefs"]
+
+
+class UserNotFound(NotFound):
+    default_message = "No such user."
+
+
+def get_active_user(*, user_id: int) -> User:
+    try:
+        return User.objects.get(pk=user_id, is_active=True)
+    except (User.DoesNotExist, ValueError, TypeError):
+        raise UserNotFound() from None
+
+
+def list_users(*, search: str = "", online: bool | None = None) -> QuerySet[User]:
+    users = User.objects.filter(is_active=True)
+    if search:
+        users = users.filter(Q(username__icontains=search) | Q(display_name__icontains=search))
+    if online is not None:
+        ids = online_user_ids()
+        users = users.filter(pk__in=ids) if online else users.exclude(pk__in=ids)
+    return users
+
+
+def user_briefs(user_ids: Iterable[int]) -> dict[int, dict[str, Any]]:
+    """`{id: {id, username, display_name}}` for the given users, in one query."""
+    rows = User.objects.filter(pk__in=list(user_ids)).values("id", "username", "display_name")
+    return {row["id"]: row for row in rows}

@@ -1,0 +1,71 @@
+from django.contrib.auth.validators import UnicodeUsernameValidator
+from rest_framework import serializers
+
+from accounts.models import User
+
+
+class UserSerializer(serializers.ModelSerializer):
+    """A user as other users see them. `is_online` comes from the `online_ids` context."""
+
+    is_online = serializers.SerializerMethodField()
+
+    class Meta:
+        model = User
+        fields = ["id", "username", "display_name", "is_online", "last_seen"]
+        read_only_fields = fields
+
+    def get_is_online(self, user: User) -> bool:
+        online_ids = self.context.get("online_ids")
+        if online_ids is None:
+            from accounts.selectors import online_user_ids
+
+            return user.pk in online_user_ids([user.pk])
+        return user.pk in online_ids
+
+
+class MeSerializer(UserSerializer):
+    # Not an EmailField: an account registered without an email has "" (no `format: email`).
+    email = serializers.CharField(read_only=True)
+
+    class Meta(UserSerializer.Meta):
+        fields = [*UserSerializer.Meta.fields, "email", "is_staff", "date_joined"]
+        read_only_fields = [f for f in fields if f != "display_name"]
+
+
+class UserBriefSerializer(serializers.ModelSerializer):
+    """The sender of a message: enough to show it, no presence lookup."""
+
+    class Meta:
+        model = User
+        fields = ["id", "username", "display_name"]
+        read_only_fields = fields
+
+
+class RegisterSerializer(serializers.Serializer):
+    username = serializers.CharField(
+        min_length=1, max_length=32, validators=[UnicodeUsernameValidator()]
+    )
+    password = serializers.CharField(write_only=True, max_length=128, trim_whitespace=False)
+    email = serializers.EmailField(required=False, allow_blank=True, default="")
+    display_name = serializers.CharField(
+        required=False, allow_blank=True, default="", max_length=64
+    )
+
+
+class LoginSerializer(serializers.Serializer):
+    username = serializers.CharField(max_length=150)
+    password = serializers.CharField(max_length=128, trim_whitespace=False)
+
+
+class RefreshTokenSerializer(serializers.Serializer):
+    refresh = serializers.CharField()
+
+
+class AuthResultSerializer(serializers.Serializer):
+    user = MeSerializer()
+    access = serializers.CharField()
+    refresh = serializers.CharField()
+
+
+class ProfileUpdateSerializer(serializers.Serializer):
+    display_name = serializers.CharField(allow_blank=True, max_length=64, required=False)

@@ -1,0 +1,118 @@
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import generics, permissions, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+from rest_framework_simplejwt.views import TokenRefreshView
+
+from accounts import selectors, services
+from accounts.serializers import (
+    AuthResultSerializer,
+    LoginSerializer,
+    MeSerializer,
+    ProfileUpdateSerializer,
+    RefreshTokenSerializer,
+    RegisterSerializer,
+    UserSerializer,
+)
+
+
+def client_address(request) -> str:
+    """The client's address as the server saw it (`serve --proxy-headers` takes it from
+    X-Forwarded-For, set by your own load balancer)."""
+    return request.META.get("REMOTE_ADDR") or "unknown"
+
+
+def _auth_result(user, status_code: int) -> Response:
+    body = {"user": MeSerializer(user).data, **services.issue_tokens(user=user)}
+    return Response(body, status=status_code)
+
+
+class RegisterView(APIView):
+    permission_classes = [permissions.AllowAny]
+    authentication_classes: list = []
+
+    @extend_schema(request=RegisterSerializer, responses={201: AuthResultSerializer, 429: None})
+    def post(self, request: Request) -> Response:
+        services.check_auth_rate(address=client_address(request))
+        data = RegisterSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        user = services.register_user(**data.validated_data)
+        return _auth_result(user, status.HTTP_201_CREATED)
+
+
+class LoginView(APIView):
+    permission_classes = [permissions.AllowAny]
+    authentication_classes: list = []
+
+    @extend_schema(request=LoginSerializer, responses={200: AuthResultSerializer, 429: None})
+    def post(self, request: Request) -> Response:
+        services.check_auth_rate(address=client_address(request))
+        data = LoginSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        user = services.login_user(request=request, **data.validated_data)
+        return _auth_result(user, status.HTTP_200_OK)
+
+
+class RefreshView(TokenRefreshView):
+    """Rotation: answers a new access and refresh token; the old refresh is blacklisted."""
+
+    authentication_classes: list = []
+
+
+class LogoutView(APIView):
+    permission_classes = [permissions.AllowAny]
+    authentication_classes: list = []
+
+    @extend_schema(request=RefreshTokenSerializer, responses={205: None})
+    def post(self, request: Request) -> Response:
+        data = RefreshTokenSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        services.revoke_refresh_token(refresh=data.validated_data["refresh"])
+        return Response(status=status.HTTP_205_RESET_CONTENT)
+
+
+class MeView(APIView):
+    @extend_schema(responses=MeSerializer)
+    def get(self, request: Request) -> Response:
+        return Response(MeSerializer(request.user).data)
+
+    @extend_schema(request=ProfileUpdateSerializer, responses=MeSerializer)
+    def patch(self, request: Request) -> Response:
+        data = ProfileUpdateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        user = services.update_profile(user=request.user, **data.validated_data)
+        return Response(MeSerializer(user).data)
+
+
+class UserListView(generics.ListAPIView):
+    serializer_class = UserSerializer
+    ordering = "username"
+
+    def get_queryset(self):
+        online = self.request.query_params.get("online")
+        return selectors.list_users(
+            search=self.request.query_params.get("search", "").strip()[:64],
+            online=None if online is None else online.lower() in ("1", "true", "yes"),
+        )
+
+    def get_serializer_context(self) -> dict:
+        # One presence lookup for the page, filled in by `list()` below.
+        return {**super().get_serializer_context(), "online_ids": self._online_ids}
+
+    _online_ids: set[int] | None = None
+
+    def paginate_queryset(self, queryset):
+        page = super().paginate_queryset(queryset)
+        self._online_ids = selectors.online_user_ids([u.pk for u in page or []])
+        return page
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("online", bool, description="only users online (true) or not"),
+            OpenApiParameter("search", str, description="part of a username or display name"),
+            OpenApiParameter("limit", int, description="page size, at most 200"),
+        ]
+    )
+    def get(self, request: Request, *args, **kwargs) -> Response:
+        return super().get(request, *args, **kwargs)
