@@ -1,0 +1,146 @@
+"""Reads of rooms and the access rules, shared by the REST views and the consumer.
+
+A private or direct room the user may not see raises `RoomNotFound` (404), never
+`Forbidden`, so its existence and its name never leak.
+"""
+
+from collections import Counter
+from collections.abc import Iterable
+
+from django.db.models import Count, IntegerField, OuterRef, Q, QuerySet, Subquery, Value
+from django.db.models.functions import Coalesce
+
+from accounts.models import User
+from accounts.selectors import online_user_ids
+from chatproject.errors import Forbidden, NotFound
+from rooms.models import Membership, Room
+
+
+class RoomNotFound(NotFound):
+    default_message = "No such room."
+
+
+def visible_rooms(*, user: User) -> QuerySet[Room]:
+    """Public rooms and the rooms the user belongs to (staff see every room)."""
+    if user.is_staff:
+        return Room.objects.all()
+    return Room.objects.filter(Q(kind=Room.Kind.PUBLIC) | Q(memberships__user=user)).distinct()
+
+
+def get_visible_room(*, room_id: object, user: User) -> Room:
+    try:
+        room_id = int(room_id)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        raise RoomNotFound() from None
+    room = Room.objects.filter(pk=room_id).first()
+    if room is None or not can_see(room=room, user=user):
+        raise RoomNotFound()
+    return room
+
+
+def can_see(*, room: Room, user: User) -> bool:
+    if room.kind == Room.Kind.PUBLIC or user.is_staff:
+        return True
+    return Membership.objects.filter(room=room, user=user).exists()
+
+
+def get_membership(*, room: Room, user: User) -> Membership | None:
+    try:  # `get`: no ORDER BY id (see messaging.services._existing)
+        return Membership.objects.get(room=room, user=user)
+    except Membership.DoesNotExist:
+        return None
+
+
+def get_room_for_member(*, room_id: object, user: User) -> tuple[Room, Membership | None]:
+    """A room the user may post in: a member, or staff. Raises RoomNotFound / Forbidden."""
+    room = get_visible_room(room_id=room_id, user=user)
+    membership = get_membership(room=room, user=user)
+    if membership is None and not user.is_staff:
+        raise Forbidden("Join the room first.")
+    return room, membership
+
+
+def get_room_for_manager(*, room_id: object, user: User) -> tuple[Room, Membership | None]:
+    """A room the user may manage: its owner or an admin of it, or staff."""
+    room = get_visible_room(room_id=room_id, user=user)
+    membership = get_membership(room=room, user=user)
+    if not user.is_staff and (membership is None or not membership.can_manage):
+        raise Forbidden("Only the room's owner or admins may do this.")
+    return room, membership
+
+
+def rooms_for_listing(*, user: User, base: QuerySet[Room] | None = None) -> QuerySet[Room]:
+    """Rooms annotated with member_count, my_role and unread_count, in one query."""
+    mine = Membership.objects.filter(room=OuterRef("pk"), user=user)
+    from messaging.models import Message  # messaging depends on rooms, not the reverse
+
+    unread = (
+        Message.objects.filter(room=OuterRef("pk"), seq__gt=OuterRef("my_last_read"))
+        .exclude(sender=user)
+        .exclude(type=Message.Type.SYSTEM)
+        .filter(deleted=False)
+        .order_by()
+        .values("room")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    rooms = base if base is not None else visible_rooms(user=user)
+    return rooms.select_related("created_by").annotate(
+        member_count=Coalesce(
+            Subquery(
+                Membership.objects.filter(room=OuterRef("pk"))
+                .order_by()
+                .values("room")
+                .annotate(n=Count("pk"))
+                .values("n"),
+                output_field=IntegerField(),
+            ),
+            Value(0),
+        ),
+        my_role=Subquery(mine.values("role")[:1]),
+        my_last_read=Subquery(mine.values("last_read_pos")[:1]),
+        unread_count=Coalesce(Subquery(unread, output_field=IntegerField()), Value(0)),
+        # The other member of a direct room (for its name and presence dot).
+        peer_id=Subquery(
+            Membership.objects.filter(room=OuterRef("pk"))
+            .exclude(user=user)
+            .filter(room__kind=Room.Kind.DIRECT)
+            .values("user_id")[:1]
+        ),
+    )
+
+
+def room_online_counts(*, room_ids: Iterable[int]) -> dict[int, int]:
+    """How many members of each room are online, with one query and one presence lookup."""
+    room_ids = list(room_ids)
+    pairs = list(Membership.objects.filter(room_id__in=room_ids).values_list("room_id", "user_id"))
+    online = online_user_ids({user_id for _, user_id in pairs})
+    return dict(Counter(room_id for room_id, user_id in pairs if user_id in online))
+
+
+def room_member_ids(*, room_id: int) -> list[int]:
+    return list(Membership.objects.filter(room_id=room_id).values_list("user_id", flat=True))
+
+
+def user_room_ids(*, user_id: int) -> list[int]:
+    return list(Membership.objects.filter(user_id=user_id).values_list("room_id", flat=True))
+
+
+def unread_count(*, membership: Membership) -> int:
+    from messaging.models import Message
+
+    return (
+        Message.objects.filter(room_id=membership.room_id, seq__gt=membership.last_read_pos)
+        .exclude(sender_id=membership.user_id)
+        .exclude(type=Message.Type.SYSTEM)
+        .filter(deleted=False)
+        .count()
+    )
+
+
+def can_moderate(*, room: Room, user: User) -> bool:
+    """Owners and admins of the room, and staff."""
+    if user.is_staff:
+        return True
+    role = Membership.objects.filter(room=room, user=user).values_list("role", flat=True).first()
+    return role in (Membership.Role.OWNER, Membership.Role.ADMIN)

@@ -1,0 +1,362 @@
+"""Writes of rooms and memberships.
+
+Membership changes, renames and archiving are stored `system` messages, so they take
+room positions and reach clients through the same stream (and the same recovery) as chat.
+"""
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils.text import slugify
+
+from accounts.models import User
+from chatproject.errors import Forbidden, ValidationFailed
+from messaging import events
+from messaging.services import clean_text, lock_room, post_system_message
+from rooms.models import Membership, Room
+
+Role = Membership.Role
+NAME_TAKEN = "A room with that name already exists."
+
+
+def clean_room_name(name: str, *, exclude_pk: int | None = None) -> str:
+    """The name as it will be stored; raises ValidationFailed if blank or taken."""
+    name = _clean_name(name)
+    if _name_taken(name, exclude_pk=exclude_pk):
+        raise ValidationFailed(NAME_TAKEN, fields={"name": [NAME_TAKEN]})
+    return name
+
+
+def _clean_name(name: str) -> str:
+    name = " ".join(clean_text(name, field="name", max_length=80).split())
+    if not name:
+        raise ValidationFailed("A room needs a name.", fields={"name": ["This field is required."]})
+    return name
+
+
+def _unique_slug(name: str) -> str:
+    base = slugify(name, allow_unicode=True)[:80] or "room"
+    slug, n = base, 1
+    while Room.objects.filter(slug=slug).exists():
+        n += 1
+        slug = f"{base}-{n}"
+    return slug
+
+
+def _name_taken(name: str, *, exclude_pk: int | None = None) -> bool:
+    rooms = Room.objects.filter(name__iexact=name).exclude(kind=Room.Kind.DIRECT)
+    if exclude_pk is not None:
+        rooms = rooms.exclude(pk=exclude_pk)
+    return rooms.exists()
+
+
+def create_room(
+    *, creator: User | None, name: str, description: str = "", kind: str = Room.Kind.PUBLIC
+) -> Room:
+    """Create a public or private room; the creator becomes its owner."""
+    if kind not in (Room.Kind.PUBLIC, Room.Kind.PRIVATE):
+        raise ValidationFailed(
+            "kind must be public or private (direct rooms come from /api/direct/).",
+            fields={"kind": ["Must be public or private."]},
+        )
+    name = _clean_name(name)
+    description = clean_text(description, field="description", max_length=500)
+    if _name_taken(name):
+        raise ValidationFailed(NAME_TAKEN, fields={"name": [NAME_TAKEN]})
+    try:
+        with transaction.atomic():
+            room = Room.objects.create(
+                name=name,
+                slug=_unique_slug(name),
+                description=description,
+                kind=kind,
+                created_by=creator,
+            )
+            if creator is not None:
+                Membership.objects.create(room=room, user=creator, role=Role.OWNER)
+    except IntegrityError:  # a concurrent create took the name (or slug) first
+        raise ValidationFailed(NAME_TAKEN, fields={"name": [NAME_TAKEN]}) from None
+    return room
+
+
+def ensure_general_room(
+    *, name: str | None = None, description: str = "Everyone's room."
+) -> tuple[Room, bool]:
+    """The General room, created on first call (idempotent). A public room that already
+    has the name becomes General."""
+    room = Room.objects.filter(is_general=True).first()
+    if room is not None:
+        return room, False
+    name = name or settings.GENERAL_ROOM_NAME
+    with transaction.atomic():
+        room = Room.objects.filter(name__iexact=name, kind=Room.Kind.PUBLIC).first()
+        created = room is None
+        if created:
+            room = create_room(creator=None, name=name, description=description)
+        Room.objects.filter(pk=room.pk).update(is_general=True)
+    room.refresh_from_db()
+    return room, created
+
+
+def update_room(
+    *,
+    room: Room,
+    actor: User,
+    name: str | None = None,
+    description: str | None = None,
+    is_archived: bool | None = None,
+) -> Room:
+    """Rename, describe, archive or unarchive. The caller has checked that actor manages room."""
+    who = actor.display_name or actor.username
+    with transaction.atomic():
+        locked = lock_room(room.pk)
+        changed: list[str] = []
+        if name is not None and locked.kind != Room.Kind.DIRECT:
+            name = _clean_name(name)
+            if name != locked.name:
+                if locked.is_general:
+                    raise Forbidden("The General room cannot be renamed.")
+                if _name_taken(name, exclude_pk=locked.pk):
+                    raise ValidationFailed(NAME_TAKEN, fields={"name": [NAME_TAKEN]})
+                old, locked.name = locked.name, name
+                changed.append("name")
+                post_system_message(
+                    room=locked,
+                    content=f"{who} renamed the room from {old} to {name}.",
+                    payload={"event": "room_renamed", "user_id": actor.pk, "name": name},
+                )
+        if description is not None:
+            description = clean_text(description, field="description", max_length=500)
+            if description != locked.description:
+                locked.description = description
+                changed.append("description")
+        if is_archived is not None and is_archived != locked.is_archived:
+            if locked.is_general and is_archived:
+                raise Forbidden("The General room cannot be archived.")
+            locked.is_archived = is_archived
+            changed.append("is_archived")
+            verb = "archived" if is_archived else "unarchived"
+            post_system_message(
+                room=locked,
+                content=f"{who} {verb} the room.",
+                payload={"event": f"room_{verb}", "user_id": actor.pk},
+            )
+        if changed:
+            try:
+                with transaction.atomic():
+                    locked.save(update_fields=changed)
+            except IntegrityError:
+                raise ValidationFailed(NAME_TAKEN, fields={"name": [NAME_TAKEN]}) from None
+    return locked
+
+
+def delete_room(*, room: Room, actor: User) -> None:
+    """Remove the room and its messages. The caller has checked that actor owns it (or staff)."""
+    if room.is_general:
+        raise Forbidden("The General room cannot be deleted.")
+    with transaction.atomic():
+        room_id = room.pk
+        room.delete()
+        events.broadcast_room_event(room_id, {"type": "room_deleted", "room": room_id})
+
+
+def join_room(*, room: Room, user: User) -> Membership:
+    """Become a member of a public room (idempotent)."""
+    if room.kind != Room.Kind.PUBLIC:
+        raise Forbidden("Only public rooms can be joined; ask an admin of the room to invite you.")
+    return _add_member(room=room, user=user, role=Role.MEMBER, by=None)
+
+
+def _add_member(*, room: Room, user: User, role: str, by: User | None) -> Membership:
+    with transaction.atomic():
+        locked = lock_room(room.pk)
+        if locked.is_archived:
+            raise Forbidden("This room is archived and read-only.")
+        membership = Membership.objects.filter(room=locked, user=user).first()
+        if membership is not None:
+            return membership
+        name = user.display_name or user.username
+        content = (
+            f"{name} joined the room."
+            if by is None or by.pk == user.pk
+            else f"{by.display_name or by.username} added {name}."
+        )
+        post_system_message(
+            room=locked,
+            content=content,
+            payload={"event": "member_joined", "user_id": user.pk, "by": by.pk if by else None},
+        )
+        if by is not None and by.pk != user.pk:
+            # The invited user's open pages learn of the room at once.
+            events.broadcast_user_event(user.pk, {"type": "room_added", "room": locked.pk})
+        # What was said before joining is not "unread" for the newcomer.
+        return Membership.objects.create(
+            room=locked, user=user, role=role, last_read_pos=locked.pos
+        )
+
+
+def leave_room(*, room: Room, user: User) -> None:
+    """End a membership. The last owner of a room with other members must hand it on first."""
+    if room.kind == Room.Kind.DIRECT:
+        raise Forbidden("Direct rooms cannot be left.")
+    _remove_member(room=room, user=user, by=None)
+
+
+def _remove_member(*, room: Room, user: User, by: User | None) -> None:
+    with transaction.atomic():
+        locked = lock_room(room.pk)
+        membership = Membership.objects.filter(room=locked, user=user).first()
+        if membership is None:
+            return
+        if membership.role == Role.OWNER:
+            owners = Membership.objects.filter(room=locked, role=Role.OWNER).count()
+            others = Membership.objects.filter(room=locked).exclude(user=user).exists()
+            if owners == 1 and others:
+                raise Forbidden("The room's last owner must make someone else owner first.")
+        membership.delete()
+        name = user.display_name or user.username
+        content = (
+            f"{name} left the room."
+            if by is None or by.pk == user.pk
+            else f"{by.display_name or by.username} removed {name}."
+        )
+        post_system_message(
+            room=locked,
+            content=content,
+            payload={"event": "member_left", "user_id": user.pk, "by": by.pk if by else None},
+        )
+        # The user's open sockets stop receiving the room at once, on every process.
+        events.broadcast_user_event(user.pk, {"type": "room_revoked", "room": locked.pk})
+
+
+def set_member(*, room: Room, actor: User, user: User, role: str = Role.MEMBER) -> Membership:
+    """Invite `user` (private or public room) or change their role.
+
+    Admins invite members and admins; only owners (and staff) make owners or change the
+    role of an owner. The last owner cannot step down.
+    """
+    if room.kind == Room.Kind.DIRECT:
+        raise Forbidden("Direct rooms have fixed members.")
+    if role not in Role.values:
+        raise ValidationFailed(f"Unknown role {role!r}.", fields={"role": ["Unknown role."]})
+    actor_role = _role_of(room, actor)
+    if role == Role.OWNER and actor_role != Role.OWNER and not actor.is_staff:
+        raise Forbidden("Only an owner can make owners.")
+    with transaction.atomic():
+        membership = Membership.objects.filter(room=room, user=user).first()
+        if membership is None:
+            return _add_member(room=room, user=user, role=role, by=actor)
+        if membership.role == role:
+            return membership
+        lock_room(room.pk)
+        if membership.role == Role.OWNER:
+            if actor_role != Role.OWNER and not actor.is_staff:
+                raise Forbidden("Only an owner can change an owner's role.")
+            if Membership.objects.filter(room=room, role=Role.OWNER).count() == 1:
+                raise Forbidden("The room's last owner must make someone else owner first.")
+        membership.role = role
+        membership.save(update_fields=["role"])
+    return membership
+
+
+def remove_member(*, room: Room, actor: User, user: User) -> None:
+    """Remove a member. Admins remove members; owners (and staff) remove anyone."""
+    if room.kind == Room.Kind.DIRECT:
+        raise Forbidden("Direct rooms have fixed members.")
+    target_role = _role_of(room, user)
+    actor_role = _role_of(room, actor)
+    if (
+        target_role in (Role.OWNER, Role.ADMIN)
+        and actor.pk != user.pk
+        and actor_role != Role.OWNER
+        and not actor.is_staff
+    ):
+        raise Forbidden("Only an owner can remove an owner or an admin.")
+    _remove_member(room=room, user=user, by=actor)
+
+
+def _role_of(room: Room, user: User) -> str | None:
+    return Membership.objects.filter(room=room, user=user).values_list("role", flat=True).first()
+
+
+def enter_room(*, room_id: object, user: User) -> Room:
+    """The room a socket may subscribe to.
+
+    Visible rooms only (404 otherwise). Entering a public room makes the user a member,
+    unless it is archived (then it is readable, not joinable).
+    """
+    from rooms.selectors import get_membership, get_visible_room
+
+    room = get_visible_room(room_id=room_id, user=user)
+    if (
+        room.kind == Room.Kind.PUBLIC
+        and not room.is_archived
+        and get_membership(room=room, user=user) is None
+    ):
+        join_room(room=room, user=user)
+    return room
+
+
+def get_or_create_direct_room(*, user: User, other: User) -> tuple[Room, bool]:
+    """The one direct room of two users (a user may also write to themself).
+
+    A unique key per pair, enforced by the database, makes concurrent calls agree.
+    """
+    low, high = sorted((user.pk, other.pk))
+    key = f"{low}:{high}"
+    room = Room.objects.filter(direct_key=key).first()
+    if room is not None:
+        return room, False
+    names = " & ".join(sorted({user.username, other.username}))
+    try:
+        with transaction.atomic():
+            room = Room.objects.create(
+                name=names[:80],
+                # A public room may already hold this slug (anyone can name a room so).
+                slug=_unique_slug(f"direct-{low}-{high}"),
+                kind=Room.Kind.DIRECT,
+                created_by=user,
+                direct_key=key,
+            )
+            for member in {user.pk: user, other.pk: other}.values():
+                Membership.objects.create(room=room, user=member, role=Role.MEMBER)
+                events.broadcast_user_event(member.pk, {"type": "room_added", "room": room.pk})
+    except IntegrityError:  # the other call won
+        return Room.objects.get(direct_key=key), False
+    return room, True
+
+
+def mark_read(*, room: Room, user: User, message_id: object) -> Membership:
+    """Move the user's read marker to a message of the room (never backwards)."""
+    from messaging.selectors import get_message_in_room
+
+    membership = Membership.objects.filter(room=room, user=user).first()
+    if membership is None:
+        raise Forbidden("Only members have read markers.")
+    message = get_message_in_room(room=room, message_id=message_id)
+    Membership.objects.filter(pk=membership.pk, last_read_pos__lt=message.seq).update(
+        last_read_pos=message.seq
+    )
+    membership.refresh_from_db(fields=["last_read_pos"])
+    return membership
+
+
+def purge_messages(*, room: Room, actor: User) -> int:
+    """Delete every message of the room for good (moderation). Returns how many.
+
+    Positions are not reused: a system notice takes the next one, and sockets in the
+    room are told with `room_purged` to drop what they show.
+    """
+    from messaging.models import Message
+
+    with transaction.atomic():
+        locked = lock_room(room.pk)
+        _, deleted = Message.objects.filter(room=locked).delete()
+        who = actor.display_name or actor.username
+        # `room_purged` first: a client clears the room, then shows the notice.
+        events.broadcast_room_event(locked.pk, {"type": "room_purged", "room": locked.pk})
+        post_system_message(
+            room=locked,
+            content=f"{who} removed the room's message history.",
+            payload={"event": "room_purged", "user_id": actor.pk},
+        )
+    return deleted.get(Message._meta.label, 0)
