@@ -1,0 +1,557 @@
+"""The WebSocket consumer: parse a frame, call a selector or service, answer.
+
+One socket serves any number of rooms (`/ws/`), or starts in one (`/ws/rooms/{id}/`).
+Each subscribed room keeps a floor: the room position up to which this socket has already
+been shown the room's state (by the `join` answer and the replay of `after`). Live events
+at or below the floor are dropped, so a join with `after` shows every change once.
+
+Events reach the socket through `messaging.hub` (`deliver`), not through a channel-layer
+channel of its own: the consumer has no channel layer (`channel_layer_alias`).
+"""
+
+import asyncio
+import time
+import uuid
+from typing import Any
+
+import structlog
+from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+
+from accounts.models import User
+from accounts.tokens import user_for_access_token
+from chatproject import health, metrics, throttle
+from chatproject.errors import (
+    ChatError,
+    Forbidden,
+    RateLimited,
+    Unauthenticated,
+    ValidationFailed,
+)
+from chatproject.logs import get_logger
+from messaging import frames, selectors
+from messaging.events import change_event, publish, room_group, status_group, user_group
+from messaging.hub import Frame, encode, hub
+from messaging.origins import header, origin_allowed
+from messaging.sockets import local_sockets, user_brief
+from messaging.writer import group_commit
+from rooms.models import Room
+from rooms.services import enter_room, mark_read
+
+log = get_logger(__name__)
+
+REPLAY_BATCH = 200
+TYPING_EVERY = 2.0  # seconds between relayed `is_typing: true` frames, per user and room
+MAX_STATUS_SUBSCRIPTIONS = 500
+MAX_PRESENCE_MEMORY = 10_000
+
+CLOSE_UNAUTHENTICATED = 4401
+CLOSE_FORBIDDEN_ORIGIN = 4403
+CLOSE_LIMIT = 4429  # kept flooding after `rate_limited`, or too many sockets
+CLOSE_RESTARTING = 1012  # the process is draining: reconnect (to another process)
+CLOSE_TRY_AGAIN = 1013  # the socket could not be set up (Redis failing): try again later
+CLOSE_TOO_SLOW = 4408  # the client did not read: its bounded outgoing buffer overflowed
+# Frames refused with `rate_limited` in a row before the socket is closed with 4429.
+FLOOD_TOLERANCE = 10
+# Posts of one socket queued before it stops reading frames until the oldest is answered.
+MAX_POSTS_IN_FLIGHT = 32
+
+
+class TooManySockets(RateLimited):
+    pass
+
+
+class ServiceUnavailable(ChatError):
+    code = "unavailable"
+    status = 503
+    default_message = "The server cannot store this right now; try again."
+
+
+_user_data = user_brief
+
+
+# Database work, run in Channels' thread pool. Each is a selector or service call.
+
+
+@database_sync_to_async
+def _enter_room(user: User, room_id: int) -> Room:
+    return enter_room(room_id=room_id, user=user)
+
+
+@database_sync_to_async
+def _room_position(room_id: int) -> int:
+    return selectors.room_position(room_id=room_id)
+
+
+@database_sync_to_async
+def _replay_batch(room: Room, after: int, viewer_id: int) -> tuple[list[dict[str, Any]], bool]:
+    changes, has_more = selectors.changes_after(room=room, after=after, limit=REPLAY_BATCH)
+    return [change_event(message, viewer_id=viewer_id) for message in changes], has_more
+
+
+@database_sync_to_async
+def _room_users(room_id: int) -> list[dict[str, Any]]:
+    from accounts.presence import room_user_ids
+    from accounts.selectors import user_briefs
+
+    briefs = user_briefs(room_user_ids(room_id))
+    return [briefs[uid] for uid in sorted(briefs)]
+
+
+@database_sync_to_async
+def _mark_read(user: User, room_id: int, message_id: int) -> dict[str, Any]:
+    from rooms.selectors import get_visible_room, unread_count
+
+    room = get_visible_room(room_id=room_id, user=user)
+    membership = mark_read(room=room, user=user, message_id=message_id)
+    return {
+        "last_read_seq": membership.last_read_pos,
+        "unread_count": unread_count(membership=membership),
+    }
+
+
+@database_sync_to_async
+def _status_of(user_id: int) -> dict[str, Any]:
+    from accounts.presence import online_user_ids
+    from accounts.selectors import get_active_user
+
+    user = get_active_user(user_id=user_id)
+    last_seen = user.last_seen.isoformat().replace("+00:00", "Z") if user.last_seen else None
+    return {
+        "user_id": user.pk,
+        "username": user.username,
+        "is_online": user.pk in online_user_ids([user.pk]),
+        "last_seen": last_seen,
+    }
+
+
+_typing_allowed = sync_to_async(
+    lambda key: throttle.hit(key, limit=1, window=TYPING_EVERY)[0], thread_sensitive=False
+)
+_typing_stopped = sync_to_async(throttle.reset, thread_sensitive=False)
+
+
+@database_sync_to_async
+def _authenticate(token: object) -> tuple[User, int]:
+    if not isinstance(token, str):
+        raise Unauthenticated("`token` must be an access token string.")
+    return user_for_access_token(token)
+
+
+class ChatConsumer(AsyncWebsocketConsumer):
+    # No alias names a configured layer, so Channels gives the socket no channel (and no
+    # per-socket layer reads): events arrive through the hub.
+    channel_layer_alias = "none: events come from messaging.hub"
+    user: User | None = None
+
+    async def connect(self) -> None:
+        self.socket_id = uuid.uuid4().hex
+        # Every log line of this socket (its task and the threads it uses) carries its id.
+        structlog.contextvars.bind_contextvars(socket_id=self.socket_id)
+        self.rooms: dict[int, int] = {}  # room id -> floor position
+        self._held: dict[int, list[tuple[dict[str, Any], Frame]]] = {}  # rooms being joined
+        self.status_of: set[int] = set()  # users whose online status this socket follows
+        self._presence: dict[int, bool] = {}  # last online state shown, per user
+        self.connected_at = time.monotonic()
+        # The server's direct write for pre-framed events, if it offers one (serve does).
+        self._send_wire = self.scope.get("extensions", {}).get("chat.send_wire")
+        self._refused = 0  # frames refused with `rate_limited` in a row
+        self._posting: list[asyncio.Task] = []  # posts not answered yet, in order
+        self._timers: list[asyncio.TimerHandle] = []
+        self._expiry: asyncio.TimerHandle | None = None
+        await self.accept()
+
+        if health.draining:
+            await self.close(code=CLOSE_RESTARTING)
+            return
+        if not origin_allowed(self.scope):
+            log.info("ws_refused_origin", origin=header(self.scope, b"origin"))
+            await self.close(code=CLOSE_FORBIDDEN_ORIGIN)
+            return
+        if self.scope.get("auth_error"):
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        user = self.scope.get("user")
+        if user is not None and user.is_authenticated:
+            await self._start(user, expires=self.scope.get("token_exp"))
+        else:
+            self._timers.append(
+                self._later(settings.WEBSOCKET_AUTH_TIMEOUT, self._close_unless_authenticated)
+            )
+
+    async def disconnect(self, code: int) -> None:
+        for timer in [*self._timers, self._expiry]:
+            if timer is not None:
+                timer.cancel()
+        for answer in list(self._posting):  # the posts are stored; nobody is left to tell
+            answer.cancel()
+        if self.user is None:
+            return
+        groups = [room_group(r) for r in self.rooms] + [status_group(u) for u in self.status_of]
+        for group in [*groups, user_group(self.user.pk)]:
+            await hub.unsubscribe(group, self)
+        try:
+            await local_sockets.remove(self)
+        except Exception:
+            # The presence store is down; its entries expire on their own (PRESENCE_TTL).
+            log.exception("ws_cleanup_failed", user_id=self.user.pk)
+        log.info(
+            "ws_disconnected",
+            user_id=self.user.pk,
+            code=code,
+            duration_ms=int((time.monotonic() - self.connected_at) * 1000),
+        )
+
+    # ------------------------------------------------------------------ session
+
+    async def _start(self, user: User, *, expires: int | None, ref=None) -> None:
+        self.user = user
+        structlog.contextvars.bind_contextvars(user_id=user.pk)
+        try:
+            added = await local_sockets.add(self)
+            if added:
+                await hub.subscribe(user_group(user.pk), self)
+        except Exception:
+            # Redis failed (or is just back, with stale connections): no 1011, but a code
+            # that tells the client to come back; `disconnect` undoes what was recorded.
+            log.exception("ws_start_failed", user_id=user.pk)
+            await self.send_error(ServiceUnavailable(), ref)
+            await self.close(code=CLOSE_TRY_AGAIN)
+            return
+        if not added:
+            self.user = None  # nothing was recorded; the socket serves nothing
+            log.info("ws_refused_too_many", user_id=user.pk)
+            await self.send_error(
+                TooManySockets(f"At most {settings.MAX_SOCKETS_PER_USER} open sockets per user."),
+                ref,
+            )
+            await self.close(code=CLOSE_LIMIT)
+            return
+        self._expire_at(expires)
+        log.info("ws_connected", user_id=user.pk, path=self.scope.get("path"))
+        await self.send_frame({"type": "authenticated", "user": _user_data(user), "ref": ref})
+        room_id = self.scope["url_route"]["kwargs"].get("room_id")
+        if room_id is not None:
+            try:
+                await self._join(room_id, after=None, ref=None)
+            except ChatError as exc:
+                await self.send_error(exc, None)
+            except Exception:
+                log.exception("ws_frame_failed", user_id=user.pk)
+                await self.send_error(ServiceUnavailable(), None)
+
+    def _later(self, delay: float, callback) -> asyncio.TimerHandle:
+        loop = asyncio.get_running_loop()
+        return loop.call_later(delay, lambda: loop.create_task(callback()))
+
+    def _expire_at(self, expires: int | None) -> None:
+        """Close the socket when its access token expires (re-authenticating moves this)."""
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
+        if expires is not None:
+            self._expiry = self._later(max(0.0, expires - time.time()), self._close_expired)
+
+    async def _close_unless_authenticated(self) -> None:
+        if self.user is None:
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+
+    async def _close_expired(self) -> None:
+        log.info("ws_token_expired", user_id=self.user.pk if self.user else None)
+        await self.send_error(Unauthenticated("Your access token expired."), None)
+        await self.close(code=CLOSE_UNAUTHENTICATED)
+
+    # ------------------------------------------------------------------- frames
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None):
+        if bytes_data is not None:
+            await self.send_error(frames.InvalidJSON("Binary frames are not accepted."), None)
+            return
+        ref = None
+        try:
+            frame = frames.parse(text_data)
+            metrics.count_frame(frame.get("type"))
+            ref = frames.ref_of(frame)
+            frames.check_ref(frame)
+            kind = frames.type_of(frame)
+            if self.user is None and kind != "authenticate":
+                raise Unauthenticated("Send an `authenticate` frame first.")
+            handler = self.HANDLERS.get(kind)
+            if handler is None:
+                raise frames.UnknownType(f"Unknown frame type {kind!r}.")
+            if kind == "message":
+                await self.on_message(frame, ref)  # answered later, in order (`_answer_post`)
+                return
+            if self._posting:  # answers keep the order of the frames
+                await asyncio.wait({self._posting[-1]})
+            await handler(self, frame, ref)
+            self._refused = 0
+        except Exception as exc:
+            if self._posting:
+                await asyncio.wait({self._posting[-1]})
+            await self._answer_error(exc, ref)
+
+    async def _answer_error(self, exc: Exception, ref) -> None:
+        """The `error` frame for a frame that failed; a client that keeps flooding after
+        `rate_limited` is closed with 4429."""
+        if isinstance(exc, RateLimited):
+            self._refused += 1
+            await self.send_error(exc, ref)
+            if self._refused > FLOOD_TOLERANCE:
+                log.info("ws_closed_flooding", user_id=self.user.pk if self.user else None)
+                await self.close(code=CLOSE_LIMIT)
+        elif isinstance(exc, ChatError):
+            await self.send_error(exc, ref)
+        else:
+            # The database or Redis failed (or a bug): nothing was acknowledged, the client
+            # may retry (with the same client_id), and the socket stays open.
+            log.error(
+                "ws_frame_failed",
+                user_id=self.user.pk if self.user else None,
+                exc_info=exc,
+            )
+            await self.send_error(ServiceUnavailable(), ref)
+
+    async def on_authenticate(self, frame: dict[str, Any], ref) -> None:
+        try:
+            user, expires = await _authenticate(frame.get("token"))
+        except Unauthenticated:
+            if self.user is None:
+                await self.close(code=CLOSE_UNAUTHENTICATED)
+                return
+            raise
+        if self.user is None:
+            await self._start(user, expires=expires, ref=ref)
+        elif user.pk != self.user.pk:
+            raise Forbidden("A socket cannot change its user; open a new one.")
+        else:
+            self._expire_at(expires)
+            await self.send_frame({"type": "authenticated", "user": _user_data(user), "ref": ref})
+
+    async def on_join(self, frame: dict[str, Any], ref) -> None:
+        room_id = frames.integer(frame, "room", minimum=1)
+        after = frames.integer(frame, "after", minimum=0, required=False)
+        await self._join(room_id, after=after, ref=ref)
+
+    async def _join(self, room_id: int, *, after: int | None, ref) -> None:
+        room = await _enter_room(self.user, room_id)
+        # Live events of the room wait until the answer and the replay are out; then those
+        # above the floor follow, so the socket sees each change once and in order.
+        self._held.setdefault(room.pk, [])
+        try:
+            # Subscribe first, then read: a change committed meanwhile is either in what
+            # we read (and its live event falls under the floor) or arrives live after it.
+            await hub.subscribe(room_group(room.pk), self)
+            floor = await _room_position(room.pk)
+            first_join = room.pk not in self.rooms
+            self.rooms[room.pk] = max(self.rooms.get(room.pk, 0), floor)
+            await self.send_frame({"type": "ack", "ref": ref, "room": room.pk, "pos": floor})
+            if first_join:
+                await local_sockets.enter_room(self, room.pk)
+            users = await _room_users(room.pk)
+            await self.send_frame({"type": "room_users", "room": room.pk, "users": users})
+            if after is not None and after < floor:
+                await self._replay(room, after)
+        finally:
+            held = self._held.pop(room.pk)
+        for event, frame in held:
+            await self.deliver(event, frame)
+
+    async def _replay(self, room: Room, after: int) -> None:
+        metrics.RECOVERIES.inc()
+        while True:
+            batch, has_more = await _replay_batch(room, after, self.user.pk)
+            metrics.RECOVERED_FRAMES.inc(len(batch))
+            for event in batch:
+                await self.send_frame(event)
+                after = event["pos"]
+            self.rooms[room.pk] = max(self.rooms[room.pk], after)
+            if not has_more:
+                return
+
+    async def on_leave(self, frame: dict[str, Any], ref) -> None:
+        room_id = frames.integer(frame, "room", minimum=1)
+        await self._unsubscribe(room_id)
+        await self.send_frame({"type": "ack", "ref": ref, "room": room_id})
+
+    async def _unsubscribe(self, room_id: int) -> bool:
+        if self.rooms.pop(room_id, None) is None:
+            return False
+        await hub.unsubscribe(room_group(room_id), self)
+        await local_sockets.leave_room(self, room_id)
+        return True
+
+    async def on_message(self, frame: dict[str, Any], ref) -> None:
+        """Queue the post and go on reading: a socket's posts that arrive together are
+        stored together (`messaging.writer`), and answered in the order they were sent."""
+        room_id = frames.integer(frame, "room", minimum=1)
+        data = {k: v for k, v in frame.items() if k not in ("type", "ref", "room")}
+        stored = group_commit.submit(room_id, self.user, data)
+        previous = self._posting[-1] if self._posting else None
+        answer = asyncio.ensure_future(self._answer_post(stored, previous, room_id, ref))
+        self._posting.append(answer)
+        answer.add_done_callback(self._posting.remove)
+        if len(self._posting) >= MAX_POSTS_IN_FLIGHT:  # read on once the oldest is answered
+            await asyncio.wait({self._posting[0]})
+
+    async def _answer_post(
+        self, stored: asyncio.Future, previous: asyncio.Task | None, room_id: int, ref
+    ) -> None:
+        if previous is not None:
+            await asyncio.wait({previous})
+        try:
+            outcome = await stored
+            if isinstance(outcome, ChatError):
+                raise outcome
+            await hub.forwarded()  # acked means published to every process, not only stored
+            await self.send_frame({"type": "ack", "ref": ref, "room": room_id, "message": outcome})
+            self._refused = 0
+        except Exception as exc:
+            await self._answer_error(exc, ref)
+
+    async def on_typing(self, frame: dict[str, Any], ref) -> None:
+        room_id = frames.integer(frame, "room", minimum=1)
+        is_typing = frames.boolean(frame, "is_typing")
+        if room_id not in self.rooms:
+            raise Forbidden("Join the room before typing in it.")
+        # "Stopped typing" always goes out (and the next start is news again);
+        # "typing" at most once per TYPING_EVERY.
+        key = f"typing:{room_id}:{self.user.pk}"
+        if not is_typing:
+            await _typing_stopped(key)
+        elif not await _typing_allowed(key):
+            return
+        event = {
+            "type": "typing",
+            "room": room_id,
+            "user": _user_data(self.user),
+            "is_typing": is_typing,
+        }
+        publish(room_group(room_id), event)
+
+    async def on_read(self, frame: dict[str, Any], ref) -> None:
+        room_id = frames.integer(frame, "room", minimum=1)
+        message_id = frames.integer(frame, "message_id", minimum=1)
+        state = await _mark_read(self.user, room_id, message_id)
+        await self.send_frame({"type": "ack", "ref": ref, "room": room_id, **state})
+
+    async def on_subscribe_status(self, frame: dict[str, Any], ref) -> None:
+        user_id = frames.integer(frame, "user_id", minimum=1)
+        if user_id not in self.status_of and len(self.status_of) >= MAX_STATUS_SUBSCRIPTIONS:
+            raise ValidationFailed(f"A socket follows at most {MAX_STATUS_SUBSCRIPTIONS} users.")
+        status = await _status_of(user_id)
+        if user_id not in self.status_of:
+            self.status_of.add(user_id)
+            await hub.subscribe(status_group(user_id), self)
+        self._presence[user_id] = status["is_online"]
+        await self.send_frame({"type": "ack", "ref": ref, **status})
+
+    async def on_unsubscribe_status(self, frame: dict[str, Any], ref) -> None:
+        user_id = frames.integer(frame, "user_id", minimum=1)
+        if user_id in self.status_of:
+            self.status_of.discard(user_id)
+            await hub.unsubscribe(status_group(user_id), self)
+        await self.send_frame({"type": "ack", "ref": ref, "user_id": user_id})
+
+    async def on_ping(self, frame: dict[str, Any], ref) -> None:
+        await self.send_frame({"type": "pong", "ref": ref})
+
+    HANDLERS = {
+        "authenticate": on_authenticate,
+        "join": on_join,
+        "leave": on_leave,
+        "message": on_message,
+        "typing": on_typing,
+        "read": on_read,
+        "subscribe_status": on_subscribe_status,
+        "unsubscribe_status": on_unsubscribe_status,
+        "ping": on_ping,
+    }
+
+    # ------------------------------------------------------------- hub events
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # Channels' dispatch first closes stale database connections in the database
+        # thread, for every frame; our database calls do that themselves
+        # (`database_sync_to_async`), so frames that need no database skip the hop.
+        handler = getattr(self, message["type"].replace(".", "_"), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
+
+    async def deliver(self, event: dict[str, Any], frame: Frame) -> None:
+        """A room, user or status event from the hub; `frame` is `event` encoded."""
+        kind = event["type"]
+        if kind in ("user_online", "user_offline"):
+            await self._presence_event(event, frame)
+            return
+        if kind == "user_deactivated":
+            await self.send_error(Unauthenticated("This account was deactivated."), None)
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        if kind == "room_added":
+            await self._send_frame(frame)  # the client fetches the room and joins it
+            return
+        room_id = event.get("room")
+        if room_id in self._held:
+            self._held[room_id].append((event, frame))
+            return
+        if kind == "typing" and event["user"]["id"] == self.user.pk:
+            return  # never echo typing to the typist's own sockets
+        if kind == "room_revoked":
+            if await self._unsubscribe(room_id):
+                user = _user_data(self.user)
+                await self.send_frame({"type": "user_left", "room": room_id, "user": user})
+            return
+        floor = self.rooms.get(room_id)
+        if floor is None:
+            return  # not (or no longer) subscribed
+        pos = event.get("pos")
+        if pos is not None and pos <= floor:
+            return  # already shown by the join answer or the replay
+        if kind == "room_deleted":
+            await self._unsubscribe(room_id)
+        await self._send_frame(frame)
+
+    async def _presence_event(self, event: dict[str, Any], frame: Frame) -> None:
+        """One user's online state reaches a socket through each room it shares with that
+        user and through `subscribe_status`; show each change once."""
+        user_id, online = event["user_id"], event["is_online"]
+        if self._presence.get(user_id) == online:
+            return
+        if len(self._presence) >= MAX_PRESENCE_MEMORY:
+            self._presence.clear()
+        self._presence[user_id] = online
+        await self._send_frame(frame)
+
+    # ----------------------------------------------------------------- output
+
+    async def send_frame(self, frame: dict[str, Any]) -> None:
+        if frame.get("ref", 0) is None:
+            frame = {k: v for k, v in frame.items() if k != "ref"}
+        await self._write(encode(frame))
+
+    async def _write(self, text: str) -> None:
+        if self._send_wire is not None:  # framed here, written at once (see _send_frame)
+            self._send_wire(Frame(text).wire, text)
+        else:
+            await self.base_send({"type": "websocket.send", "text": text})
+
+    async def _send_frame(self, frame: Frame) -> None:
+        """An event's frame, encoded once by the hub: under `manage.py serve` written
+        straight to the connection (the `chat.send_wire` scope extension), else sent as
+        text through ASGI."""
+        if self._send_wire is not None:
+            self._send_wire(frame.wire, frame.text)
+        else:
+            await self._write(frame.text)
+
+    async def send_error(self, exc: ChatError, ref) -> None:
+        frame = {"type": "error", **exc.as_dict()}
+        if isinstance(exc, RateLimited):
+            frame["retry_after"] = exc.retry_after
+        if ref is not None:
+            frame["ref"] = ref
+        await self._write(encode(frame))

@@ -1,0 +1,201 @@
+"""This process's open sockets: presence transitions and their heartbeat.
+
+The consumer tells this registry when a socket authenticates, subscribes to a room,
+unsubscribes and closes; the registry records it in the shared presence store
+(`accounts.presence`) and announces the transitions that store reports:
+
+- `user_online` / `user_offline` when a user's first socket opens / last socket closes,
+  to the rooms the user belongs to and to the user's status subscribers;
+- `user_joined` / `user_left` when a user's first socket subscribes to a room / last
+  socket leaves it.
+
+One task per process renews the presence entries of every local socket and sweeps the
+entries of processes that died, instead of one timer per socket.
+"""
+
+import asyncio
+import contextvars
+from typing import TYPE_CHECKING, Any
+
+from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
+from django.conf import settings
+from django.utils import timezone
+
+from accounts.presence import ONLINE, presence, room_key, user_key
+from accounts.selectors import user_briefs
+from accounts.services import mark_seen
+from chatproject import metrics
+from chatproject.logs import get_logger
+from messaging import stats
+from messaging.events import publish, room_group, status_group
+from rooms.selectors import user_room_ids
+
+if TYPE_CHECKING:
+    from accounts.models import User
+    from messaging.consumers import ChatConsumer
+
+log = get_logger(__name__)
+
+
+# Redis calls are short and must not queue behind database work in the one
+# thread that `database_sync_to_async` uses, hence their own threads.
+_store = sync_to_async(
+    lambda method, *args: getattr(presence(), method)(*args), thread_sensitive=False
+)
+
+
+_publish_stats = sync_to_async(
+    lambda connections: stats.publish(connections=connections), thread_sensitive=False
+)
+
+
+def user_brief(user: "User") -> dict[str, Any]:
+    return {"id": user.pk, "username": user.username, "display_name": user.display_name}
+
+
+class LocalSockets:
+    def __init__(self) -> None:
+        self._sockets: set[ChatConsumer] = set()
+        self._leaving = 0
+        self._heartbeat: asyncio.Task | None = None
+
+    def __len__(self) -> int:
+        """Sockets open, and sockets still leaving (the drain waits for both, so that
+        `user_offline` and `last_seen` are written before the process stops)."""
+        return len(self._sockets) + self._leaving
+
+    async def add(self, consumer: "ChatConsumer") -> bool:
+        """Register an authenticated socket. False (and nothing recorded) when the user
+        already holds MAX_SOCKETS_PER_USER sockets over all processes."""
+        key = user_key(consumer.user.pk)
+        count = await _store("enter", key, consumer.socket_id)
+        if count > settings.MAX_SOCKETS_PER_USER:
+            await _store("exit", key, consumer.socket_id)
+            return False
+        self._sockets.add(consumer)
+        metrics.CONNECTIONS.set(len(self._sockets))
+        if self._heartbeat is None or self._heartbeat.done():
+            # A context of its own: not the log context of the socket that started it.
+            self._heartbeat = asyncio.get_running_loop().create_task(
+                self._beat(), context=contextvars.Context()
+            )
+        await _publish_stats(len(self._sockets))
+        if count == 1:
+            await announce_online(consumer.user)
+        return True
+
+    async def remove(self, consumer: "ChatConsumer") -> None:
+        if consumer not in self._sockets:
+            return  # refused at `add`: nothing was recorded
+        self._sockets.discard(consumer)
+        self._leaving += 1
+        try:
+            metrics.CONNECTIONS.set(len(self._sockets))
+            await _publish_stats(len(self._sockets))
+            for room_id in list(consumer.rooms):
+                await self.leave_room(consumer, room_id)
+            if await _store("exit", user_key(consumer.user.pk), consumer.socket_id):
+                await announce_offline(consumer.user.pk, consumer.user.username)
+        finally:
+            self._leaving -= 1
+
+    async def close_all(self, *, code: int) -> None:
+        """Ask every local socket to close (the drain on SIGTERM)."""
+        for consumer in list(self._sockets):
+            await consumer.close(code=code)
+
+    async def enter_room(self, consumer: "ChatConsumer", room_id: int) -> None:
+        if await _store("enter", room_key(room_id, consumer.user.pk), consumer.socket_id) == 1:
+            publish(
+                room_group(room_id),
+                {"type": "user_joined", "room": room_id, "user": user_brief(consumer.user)},
+            )
+
+    async def leave_room(self, consumer: "ChatConsumer", room_id: int) -> None:
+        if await _store("exit", room_key(room_id, consumer.user.pk), consumer.socket_id):
+            publish(
+                room_group(room_id),
+                {"type": "user_left", "room": room_id, "user": user_brief(consumer.user)},
+            )
+
+    async def _beat(self) -> None:
+        while self._sockets:
+            await asyncio.sleep(settings.PRESENCE_TTL / 3)
+            entries = []
+            for socket in list(self._sockets):
+                entries.append((user_key(socket.user.pk)[0], socket.socket_id))
+                entries.extend(
+                    (room_key(r, socket.user.pk)[0], socket.socket_id) for r in socket.rooms
+                )
+            try:
+                await _store("renew", entries)
+                await _publish_stats(len(self._sockets))
+                await sweep()
+            except Exception:
+                log.exception("presence_heartbeat_failed", sockets=len(self._sockets))
+
+
+async def announce_online(user: "User") -> None:
+    await _announce(
+        user.pk,
+        {
+            "type": "user_online",
+            "user_id": user.pk,
+            "username": user.username,
+            "is_online": True,
+            "last_seen": _iso(user.last_seen),
+        },
+    )
+
+
+async def announce_offline(user_id: int, username: str) -> None:
+    seen = timezone.now()
+    await database_sync_to_async(mark_seen)(user_id=user_id, at=seen)
+    await _announce(
+        user_id,
+        {
+            "type": "user_offline",
+            "user_id": user_id,
+            "username": username,
+            "is_online": False,
+            "last_seen": _iso(seen),
+        },
+    )
+
+
+async def _announce(user_id: int, event: dict[str, Any]) -> None:
+    """To the user's status subscribers and to every room the user belongs to."""
+    publish(status_group(user_id), event)
+    for room_id in await database_sync_to_async(user_room_ids)(user_id=user_id):
+        publish(room_group(room_id), event)
+
+
+async def sweep() -> None:
+    """Report the users whose sockets vanished with a dead process (entries expired);
+    one process per heartbeat period does it."""
+    if not await _store("claim_sweep", settings.PRESENCE_TTL / 3 * 0.9):
+        return
+    gone = await _store("sweep", ONLINE, lambda uid: user_key(uid)[0])
+    left: list[tuple[int, int]] = []
+    for index in await _store("indexes", "room:"):
+        room_id = int(index.split(":")[1])
+        swept = await _store("sweep", index, lambda uid, r=room_id: room_key(r, uid)[0])
+        left.extend((room_id, user_id) for user_id in swept)
+    if not gone and not left:
+        return
+    briefs = await database_sync_to_async(user_briefs)({*gone, *(u for _, u in left)})
+    for room_id, user_id in left:
+        user = briefs.get(user_id, {"id": user_id})
+        publish(room_group(room_id), {"type": "user_left", "room": room_id, "user": user})
+    for user_id in gone:
+        await announce_offline(user_id, briefs.get(user_id, {}).get("username", ""))
+
+
+def _iso(moment) -> str | None:
+    if moment is None:
+        return None
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+local_sockets = LocalSockets()
