@@ -1,0 +1,85 @@
+"""SIGTERM to `manage.py serve`: /readyz turns 503, new sockets are refused, open ones are
+closed with 1012 (Daphne alone sends no close frame), their `disconnect` runs, and the
+process exits within SHUTDOWN_TIMEOUT."""
+
+import asyncio
+import base64
+import os
+import signal
+import socket
+import time
+
+import httpx
+import pytest
+import websockets
+from asgiref.sync import sync_to_async
+
+from accounts.models import User
+from tests.live import WS, LiveServer, server_environment
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+
+def stubborn_socket(server: LiveServer, token: str) -> socket.socket:
+    """An authenticated WebSocket that will never answer the server's close frame, so the
+    drain has to wait for it (serve.CLOSE_HANDSHAKE_TIMEOUT): the window in which the test
+    watches the draining server."""
+    conn = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+    key = base64.b64encode(os.urandom(16)).decode()
+    conn.sendall(
+        (
+            f"GET /ws/?token={token} HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
+            "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
+    )
+    answer = b""
+    while b"authenticated" not in answer:
+        answer += conn.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 101")
+    return conn
+
+
+@pytest.mark.asyncio
+async def test_sigterm_drains_sockets_with_1012_and_exits(
+    user, alice_token, worker_connections_closed
+):
+    server = LiveServer(server_environment(SHUTDOWN_TIMEOUT="8"))
+    await asyncio.to_thread(server.start)
+    stubborn = None
+    try:
+        client = await WS.connect(f"{server.ws_url}/ws/", token=alice_token)
+        await client.recv_until("authenticated")
+        stubborn = await asyncio.to_thread(stubborn_socket, server, alice_token)
+
+        began = time.monotonic()
+        server.process.send_signal(signal.SIGTERM)
+
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await client.recv(timeout=5)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1012
+
+        async with httpx.AsyncClient(timeout=5) as http:
+            ready = await http.get(f"{server.url}/readyz")
+        assert ready.status_code == 503
+        assert ready.json()["status"] == "draining"
+
+        late = await websockets.connect(
+            f"{server.ws_url}/ws/", additional_headers={"Authorization": f"Bearer {alice_token}"}
+        )
+        with pytest.raises(websockets.ConnectionClosed) as refused:
+            await asyncio.wait_for(late.recv(), 5)
+        assert refused.value.rcvd.code == 1012  # nothing served: no `authenticated` first
+
+        code = await asyncio.to_thread(server.process.wait, 10)
+        assert code == 0
+        # The drain waited for the stubborn socket, then stopped well before its deadline.
+        assert 2 < time.monotonic() - began < 8
+    finally:
+        if stubborn is not None:
+            stubborn.close()
+        server.stop()
+
+    # `disconnect` ran for the drained sockets: the user went offline, last_seen is set.
+    seen = await sync_to_async(lambda: User.objects.get(pk=user.pk).last_seen)()
+    assert seen is not None

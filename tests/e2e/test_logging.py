@@ -1,0 +1,55 @@
+"""Structured logs from a real server: one JSON object per line, connects and disconnects
+with user and duration, and never a token or message content."""
+
+import asyncio
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.live import WS, LiveServer, server_environment
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+CONTENT = "a-very-private-sentence"
+
+
+@pytest.mark.asyncio
+async def test_json_logs_carry_context_and_never_secrets(general, user, alice_token):
+    server = LiveServer(server_environment(LOG_FORMAT="json", LOG_LEVEL="info"))
+    await asyncio.to_thread(server.start)
+    try:
+        async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
+            response = await client.get(
+                f"/api/rooms/?token={alice_token}",
+                headers={"Authorization": f"Bearer {alice_token}", "X-Request-ID": "req-42"},
+            )
+            assert response.status_code == 200
+            assert response.headers["X-Request-ID"] == "req-42"
+            made_up = (await client.get("/healthz")).headers["X-Request-ID"]
+            assert len(made_up) == 32
+        ws = await WS.connect(f"{server.ws_url}/ws/rooms/{general.pk}/?token={alice_token}")
+        await ws.recv_until("room_users")
+        ack = await ws.request({"type": "message", "room": general.pk, "content": CONTENT})
+        assert ack["type"] == "ack"
+        await ws.close()
+        await asyncio.sleep(0.5)
+    finally:
+        server.stop()
+
+    text = Path(server.log.name).read_text()
+    assert alice_token not in text
+    assert alice_token.split(".")[2] not in text  # not even the signature
+    assert CONTENT not in text
+    lines = [json.loads(line) for line in text.splitlines() if line.strip()]
+    for line in lines:
+        assert {"timestamp", "level", "logger", "event"} <= line.keys(), line
+    requests = [line for line in lines if line["event"] == "http_request"]
+    assert any(r["path"] == "/api/rooms/?token=[redacted]" for r in requests), requests
+    assert all({"status", "duration_ms", "method"} <= r.keys() for r in requests)
+    ours = [line for line in lines if line["logger"] == "messaging.consumers"]
+    connected = [line for line in ours if line["event"] == "ws_connected"]
+    assert connected and connected[0]["user_id"] == user.pk and connected[0]["socket_id"]
+    gone = [line for line in ours if line["event"] == "ws_disconnected"]
+    assert gone and gone[0]["user_id"] == user.pk and gone[0]["duration_ms"] >= 0
