@@ -3,10 +3,13 @@ the end-to-end tests, which all run against it)."""
 
 import asyncio
 import socket
+import subprocess
+import sys
 
 import pytest
 
 from chatproject.management.commands.serve import Inbox, scrub, write_now
+from tests.live import ROOT, server_environment
 
 
 @pytest.mark.asyncio
@@ -85,3 +88,22 @@ def test_write_now_sends_at_once_and_answers_what_the_kernel_did_not_take():
 def test_tokens_never_reach_the_access_log():
     assert scrub("/ws/?token=secret&x=1") == "/ws/?token=[redacted]&x=1"
     assert scrub("/ws/rooms/3/") == "/ws/rooms/3/"
+
+
+def test_serve_exits_non_zero_when_its_port_is_taken(django_db_setup):
+    """Daphne logs a listen failure and returns as after a clean stop; `serve` must not
+    exit 0 then, or a supervisor would not notice that nothing is serving."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "manage.py", "serve", "--host", "127.0.0.1", "--port", str(port)],
+            cwd=ROOT,
+            env=server_environment(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 1
+    assert f"could not listen: Couldn't listen on 127.0.0.1:{port}" in result.stderr

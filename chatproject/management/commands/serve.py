@@ -10,7 +10,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from django.conf import settings
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from chatproject import health, metrics
 from chatproject.logs import get_logger
@@ -177,6 +177,14 @@ def chat_server_class(server_class: type) -> type:
     connection: `scope["extensions"]["chat.send_wire"]`."""
 
     class ChatServer(server_class):
+        listen_failure: str | None = None
+
+        def listen_error(self, failure: Any) -> None:
+            # Daphne logs the failure and stops, and its `run` returns as after a clean
+            # stop; `serve` must exit non-zero so a supervisor sees the port was taken.
+            self.listen_failure = failure.getErrorMessage()
+            super().listen_error(failure)
+
         def create_application(self, protocol: Any, scope: dict[str, Any]):
             # Daphne 4.2's create_application, with an Inbox for its asyncio.Queue.
             assert "application_instance" not in self.connections[protocol]
@@ -307,4 +315,6 @@ class Command(BaseCommand):
         signal.signal(signal.SIGINT, on_signal)
         settle_the_heap()
         server.run()
+        if server.listen_failure:
+            raise CommandError(f"could not listen: {server.listen_failure}")
         access_log.info("server_stopped")
