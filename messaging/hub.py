@@ -176,8 +176,10 @@ class Hub:
 
     async def forwarded(self, timeout: float = 2.0) -> None:
         """Until every event published so far in this process has been handed to the
-        layer (or failed to be): an `ack` then means the other processes were told too,
-        even if this process dies right after."""
+        layer (or failed to be), for at most `timeout` seconds: an `ack` then usually
+        means the other processes were told too, even if this process dies right after.
+        A slow or failing Redis does not hold acks back longer; an event it loses is
+        recovered by clients with `after` (live delivery is best effort, SPEC section 5)."""
         if self._loop is not asyncio.get_running_loop() or self._layer is None:
             return
         target = self._queued
