@@ -10,6 +10,7 @@ import collections
 import contextlib
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -27,6 +28,9 @@ from django.conf import settings
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN_ID = uuid.uuid4().hex[:8]
+# Seconds to wait for anything that crosses a server once. Only a broken server reaches
+# it; a loaded machine (CI) can take several seconds for what usually takes milliseconds.
+WAIT = 20.0
 
 
 def database_url() -> str:
@@ -58,6 +62,21 @@ def server_environment(**extra: str) -> dict[str, str]:
 
 
 def free_port() -> int:
+    """A free port below the kernel's ephemeral range. The kernel hands ephemeral ports to
+    every outgoing connection (the tests make thousands), so one freed by `bind(0)` can be
+    taken again before a server, which needs a second or two to start, binds it."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 0
+    for _ in range(100 if low > 12_000 else 0):
+        port = random.randrange(low - 10_000, low)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -80,24 +99,44 @@ class LiveServer:
     def ws_url(self) -> str:
         return f"ws://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 30.0) -> None:
-        self.port = free_port()
-        self.process = subprocess.Popen(
-            [sys.executable, "manage.py", "serve", "--host", "127.0.0.1", "--port", str(self.port)],
-            cwd=ROOT,
-            env=self.env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
+    def start(self, timeout: float = 30.0, port: int | None = None) -> None:
+        """Start on `port` (a restart on the same port) or on a free one. A free port
+        that another process took before the server bound it means another port."""
+        for attempt in range(3):
+            self.port = port or free_port()
+            started = os.path.getsize(self.log.name)
+            self.process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "manage.py",
+                    "serve",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.port),
+                ],
+                cwd=ROOT,
+                env=self.env,
+                stdout=self.log,
+                stderr=subprocess.STDOUT,
+            )
+            if self._wait_until_up(timeout):
+                return
+            taken = "could not listen" in self.output(since=started)
+            if port is not None or not taken or attempt == 2:
                 raise RuntimeError(
                     f"server exited with {self.process.returncode}:\n{self.output()}"
                 )
+
+    def _wait_until_up(self, timeout: float) -> bool:
+        """True once /healthz answers; False if the process exits first."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                return False
             try:
                 if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return
+                    return True
             except httpx.HTTPError:
                 pass
             time.sleep(0.1)
@@ -114,8 +153,11 @@ class LiveServer:
             self.process.kill()
             return self.process.wait(timeout=5)
 
-    def output(self) -> str:
-        return Path(self.log.name).read_text(errors="replace")[-5000:]
+    def output(self, since: int = 0) -> str:
+        """The server's log (from byte `since`), its last 5,000 characters."""
+        with open(self.log.name, "rb") as log:
+            log.seek(since)
+            return log.read().decode(errors="replace")[-5000:]
 
 
 class WS:
@@ -130,17 +172,18 @@ class WS:
     async def connect(cls, url: str, *, token: str | None = None, **kwargs: Any) -> "WS":
         if token is not None:
             kwargs.setdefault("additional_headers", {})["Authorization"] = f"Bearer {token}"
-        return cls(await websockets.connect(url, open_timeout=10, **kwargs))
+        kwargs.setdefault("open_timeout", WAIT)
+        return cls(await websockets.connect(url, **kwargs))
 
     async def send(self, frame: dict[str, Any] | str) -> None:
         await self.conn.send(frame if isinstance(frame, str) else json.dumps(frame))
 
-    async def recv(self, timeout: float = 5.0) -> dict[str, Any]:
+    async def recv(self, timeout: float = WAIT) -> dict[str, Any]:
         if self.backlog:
             return self.backlog.popleft()
         return json.loads(await asyncio.wait_for(self.conn.recv(), timeout))
 
-    async def recv_until(self, kind: str, timeout: float = 5.0, **match: Any) -> dict[str, Any]:
+    async def recv_until(self, kind: str, timeout: float = WAIT, **match: Any) -> dict[str, Any]:
         """The next frame of type `kind` (and fields `match`), skipping others."""
 
         deadline = asyncio.get_running_loop().time() + timeout
@@ -152,7 +195,7 @@ class WS:
             if frame.get("type") == kind and all(frame.get(k) == v for k, v in match.items()):
                 return frame
 
-    async def request(self, frame: dict[str, Any], timeout: float = 5.0) -> dict[str, Any]:
+    async def request(self, frame: dict[str, Any], timeout: float = WAIT) -> dict[str, Any]:
         """Send a frame with a fresh `ref` and return its answer (`ack` or `error`). Frames
         that arrive first (the echo of one's own message can precede its `ack`) stay for
         the next `recv`."""
@@ -199,6 +242,6 @@ async def socket_in(server: LiveServer, room: Any, user: Any) -> AsyncIterator[W
 
     token = (await sync_to_async(issue_tokens)(user=user))["access"]
     async with await WS.connect(f"{server.ws_url}/ws/rooms/{room.pk}/", token=token) as ws:
-        await ws.recv_until("authenticated", timeout=10)
-        await ws.recv_until("room_users", timeout=10, room=room.pk)
+        await ws.recv_until("authenticated")
+        await ws.recv_until("room_users", room=room.pk)
         yield ws
