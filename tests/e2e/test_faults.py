@@ -39,7 +39,7 @@ class PrivateRedis:
     """A `redis-server` of this test alone, stopped and restarted by PID on one port."""
 
     def __init__(self) -> None:
-        self.port = free_port()
+        self.port = free_port()  # below the ephemeral range: stays ours across a restart
         self.process: subprocess.Popen | None = None
 
     @property
@@ -131,6 +131,19 @@ async def ready(server: LiveServer, timeout: float = 10) -> httpx.Response:
         return await http.get(f"{server.url}/readyz")
 
 
+async def until_ready(server: LiveServer, within: float, what: str) -> None:
+    """Poll /readyz until 200. A probe that times out on a loaded machine is one more
+    "not yet"; only the deadline fails the test."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while True:
+        with contextlib.suppress(httpx.TimeoutException):
+            if (await ready(server)).status_code == 200:
+                return
+        assert loop.time() < deadline, f"/readyz not 200 within {within:g} s of {what}"
+        await asyncio.sleep(0.2)
+
+
 class Client:
     """One user's socket in one room, remembering every message frame it was shown."""
 
@@ -166,6 +179,10 @@ class Client:
         await self.ws.send(frame)
         ack = await self.read_until(lambda f: f.get("ref") == ref, timeout=15)
         assert ack["type"] == "ack", ack
+        # Live frames above `after` that were already on their way when the server took
+        # the join (a late one from another process) come again in the replay, which is
+        # the answer this client asked for: its view is `after`, then the replay.
+        self.forget_after(after)
         if after is not None and after < ack["pos"]:
             await self.read_until(lambda f: self.is_message(f) and f["pos"] >= ack["pos"])
         return ack
@@ -198,18 +215,31 @@ class Client:
             self.last_acked = answer["message"]["pos"]
         return answer
 
+    async def shown_all(self, positions: set[int], timeout: float = 20.0) -> None:
+        """Read until every message at `positions` was shown."""
+
+        def done(_frame: Frame | None = None) -> bool:
+            return positions <= {m["pos"] for m in self.shown}
+
+        if not done():
+            await self.read_until(done, timeout=timeout)
+
     async def drain(self, within: float) -> None:
         """Read (and remember) whatever arrives within `within` seconds."""
         with contextlib.suppress(AssertionError):
             await self.read_until(lambda f: False, timeout=within)
 
     def contiguous_pos(self, start: int) -> int:
-        """The highest pos up to which this client was shown every message (each message
-        of the test takes the room's next position)."""
-        seen = {m["pos"] for m in self.shown}
+        """The highest pos up to which this client was shown every message, in order and
+        without a gap, as a client that watches `pos` sees it (each message of the test
+        takes the room's next position). Messages from two processes may arrive out of
+        pos order: the first jump is a gap, even if the message arrives later."""
         pos = start
-        while pos + 1 in seen:
-            pos += 1
+        for message in self.shown:
+            if message["pos"] == pos + 1:
+                pos += 1
+            elif message["pos"] > pos:
+                break
         return pos
 
     def drop(self) -> None:
@@ -253,6 +283,7 @@ async def test_redis_restarted_mid_conversation_recovers_every_acked_message(
     refusals: set[str] = set()
     slowest = 0.0
     close_codes: list[int | None] = []
+    loop = asyncio.get_running_loop()
     try:
         start_pos = (await alice.connect(server))["pos"]
         await bob.connect(server)
@@ -290,10 +321,13 @@ async def test_redis_restarted_mid_conversation_recovers_every_acked_message(
 
         await exchange("before", 10)
         assert len(acked) == 20
+        # Live delivery works before the fault: each client is shown all 20 (one process,
+        # no layer in between), then knows where it has seen everything.
+        before = {m["pos"] for m in acked.values()}
         for client in (alice, bob):
-            await client.drain(0.3)
-        # Where each client is sure to have seen everything (live delivery worked so far).
+            await client.shown_all(before)
         after = {c.name: c.contiguous_pos(start_pos) for c in (alice, bob)}
+        assert after == {"alice": max(before), "bob": max(before)}, after
 
         await asyncio.to_thread(private_redis.stop)
         await exchange("during", 3)  # the database still stores: `ack` or `error`
@@ -314,11 +348,7 @@ async def test_redis_restarted_mid_conversation_recovers_every_acked_message(
                     errors += 1
         await asyncio.to_thread(private_redis.start)
 
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 20
-        while (await ready(server)).status_code != 200:
-            assert loop.time() < deadline, "/readyz not 200 within 20 s of Redis restarting"
-            await asyncio.sleep(0.2)
+        await until_ready(server, 30, "Redis restarting")
         assert server.process.poll() is None  # recovered without a restart of its own
 
         # Rejoin: on the same socket if the server kept it, else on a new one.
@@ -331,15 +361,18 @@ async def test_redis_restarted_mid_conversation_recovers_every_acked_message(
                 except websockets.ConnectionClosed as exc:
                     closed += 1
                     close_codes.append(exc.rcvd.code if exc.rcvd else None)
-            for attempt in range(3):  # as a client does after 1013 ("try again later")
-                if rejoined:
-                    break
+            # As a client does after 1013 ("try again later"): each pooled Redis
+            # connection that died with the restart may refuse one socket, so how many
+            # tries that takes depends on timing; a deadline bounds it, not a count.
+            deadline = loop.time() + 20
+            while not rejoined:
                 try:
                     await client.connect(server, after=after[client.name])
                     rejoined = True
                 except websockets.ConnectionClosed as exc:
                     close_codes.append(exc.rcvd.code if exc.rcvd else None)
-                    assert close_codes[-1] == 1013 and attempt < 2, close_codes
+                    assert close_codes[-1] == 1013, close_codes
+                    assert loop.time() < deadline, f"{client.name} refused for 20 s: {close_codes}"
                     await asyncio.sleep(0.5)
 
         await exchange("after", 5)
@@ -381,14 +414,15 @@ async def test_after_a_redis_restart_two_processes_hear_each_other_again(
     try:
         await alice.connect(first)
         await bob.connect(second)
+        # Each process has noted its Redis's run id (/readyz runs hub.catch_up): a restart
+        # before a process's first check goes unnoticed (its memberships then lapse until
+        # the 30 s refresh), and this test is about a restart while both are running.
+        for server in (first, second):
+            await until_ready(server, 30, "the sockets opening")
         await asyncio.to_thread(private_redis.stop)
         await asyncio.to_thread(private_redis.start)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 20
         for server in (first, second):
-            while (await ready(server)).status_code != 200:
-                assert loop.time() < deadline, "/readyz not 200 within 20 s of the restart"
-                await asyncio.sleep(0.2)
+            await until_ready(server, 30, "the restart")
         for client, server in ((alice, first), (bob, second)):
             # Closed with 1012 once its process caught up; or still open if the restart
             # went unseen between two checks.
@@ -400,7 +434,8 @@ async def test_after_a_redis_restart_two_processes_hear_each_other_again(
         sent = await alice.say("heard across processes again")
         assert sent["type"] == "ack", sent
         got = await bob.read_until(
-            lambda f: f.get("type") == "message" and f["pos"] == sent["message"]["pos"]
+            lambda f: f.get("type") == "message" and f["pos"] == sent["message"]["pos"],
+            timeout=20,
         )
         assert got["message"]["content"] == "heard across processes again"
     finally:
@@ -410,26 +445,30 @@ async def test_after_a_redis_restart_two_processes_hear_each_other_again(
 
 
 async def test_redis_down_at_start_is_not_ready_and_does_not_crash(user, worker_connections_closed):
-    nowhere = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
-    server = await start(server_environment(REDIS_URL=nowhere))
-    try:
-        response = await ready(server)
-        assert response.status_code == 503, response.text
-        channel_layer = response.json()["checks"]["channel_layer"]
-        assert channel_layer.startswith("error"), channel_layer
-        async with httpx.AsyncClient(timeout=10) as http:
-            assert (await http.get(f"{server.url}/healthz")).status_code == 200
-        await asyncio.sleep(3)
-        assert server.process.poll() is None, server.output()
-        assert (await ready(server)).status_code == 503
-        tracebacks = server.output().count("Traceback")
-        assert tracebacks <= 3, server.output()
-        print(
-            f"\nFIGURE redis_down_at_start readyz=503 healthz=200 alive_after_3s=yes "
-            f"tracebacks={tracebacks} channel_layer={channel_layer.split(':')[1].strip()}"
-        )
-    finally:
-        await stop(server)
+    # Nothing listens there: a port this test holds bound without listening (connections
+    # are refused), so no other process (a server, a parallel test's Redis) can take it.
+    with socket.socket() as placeholder:
+        placeholder.bind(("127.0.0.1", 0))
+        nowhere = f"redis://127.0.0.1:{placeholder.getsockname()[1]}/0"
+        server = await start(server_environment(REDIS_URL=nowhere))
+        try:
+            response = await ready(server)
+            assert response.status_code == 503, response.text
+            channel_layer = response.json()["checks"]["channel_layer"]
+            assert channel_layer.startswith("error"), channel_layer
+            async with httpx.AsyncClient(timeout=10) as http:
+                assert (await http.get(f"{server.url}/healthz")).status_code == 200
+            await asyncio.sleep(3)  # the window in which it must not crash, not a wait
+            assert server.process.poll() is None, server.output()
+            assert (await ready(server)).status_code == 503
+            tracebacks = server.output().count("Traceback")
+            assert tracebacks <= 3, server.output()
+            print(
+                f"\nFIGURE redis_down_at_start readyz=503 healthz=200 alive_after_3s=yes "
+                f"tracebacks={tracebacks} channel_layer={channel_layer.split(':')[1].strip()}"
+            )
+        finally:
+            await stop(server)
 
 
 async def test_sigkilled_process_users_recover_every_acked_message_on_another(
@@ -472,21 +511,30 @@ async def test_sigkilled_process_users_recover_every_acked_message_on_another(
 
         # bob moves to the surviving process and recovers from where he had seen all.
         after = bob.contiguous_pos(start_pos)
-        await bob.connect(first, after=after)
+        floor = (await bob.connect(first, after=after))["pos"]
         check_recovery(bob, acked)
         # Then retries what was never acked, with the same client_ids: no second copy.
         acked_contents = {m["content"] for m in acked.values()}
+        created: set[int] = set()  # positions of what `first` itself stored on a retry
         for n in range(sent):
             if f"burst-{n}" not in acked_contents:
                 answer = await bob.say(f"burst-{n}", client_id=f"burst-{n}")
                 assert answer["type"] == "ack", answer
                 acked[answer["message"]["id"]] = answer["message"]
+                if answer["message"]["pos"] > floor:  # not found stored: new, published here
+                    created.add(answer["message"]["pos"])
         assert len(acked) == sent
 
         newest = max(m["pos"] for m in acked.values())
+        # Live delivery: what `first` stored, it publishes to its own sockets: both are
+        # shown it. What the killed process stored may never have been published (committed
+        # just before the kill; or acked once hub.forwarded gave up waiting for Redis), and
+        # reaches alice through Redis, possibly after `first`'s own messages: neither the
+        # newest position nor a count of frames is sure to come, hence no wait for them.
         for client in (alice, bob):
-            if client.contiguous_pos(start_pos) < newest:
-                await client.read_until(lambda f: f.get("type") == "message" and f["pos"] >= newest)
+            await client.shown_all(created)
+        # For the figure only (a late frame is not counted as a gap); the checks below hold
+        # whenever a frame arrives: a gap is filled with `after`, which supersedes it.
         await alice.drain(0.5)
         # A message the killed process committed just before it died was never broadcast
         # (bob's retry finds it stored and sends no second event). A client sees the gap
@@ -577,7 +625,7 @@ async def test_database_unavailable_refuses_sends_and_acks_only_what_is_stored(
         refused_after = time.monotonic() - began
         assert refused["type"] == "error", refused
         assert refused["code"] == "unavailable", refused
-        assert (await alice.ws.request({"type": "ping"}))["type"] == "pong"
+        assert (await alice.ws.request({"type": "ping"}, timeout=15))["type"] == "pong"
         began = time.monotonic()
         async with httpx.AsyncClient(
             base_url=server.url, headers={"Authorization": f"Bearer {alice_token}"}, timeout=30
@@ -593,9 +641,10 @@ async def test_database_unavailable_refuses_sends_and_acks_only_what_is_stored(
         ready_while_down = (await ready(server, timeout=30)).status_code
         ready_in = time.monotonic() - began
         assert ready_while_down == 503
-        # A load balancer's probe gets its answer within the check's own deadline, not
-        # after the connection pool's 10 s timeout.
-        assert ready_in < health.CHECK_TIMEOUT + 2, ready_in
+        # A load balancer's probe gets its answer within the check's own deadline (plus
+        # slack for a loaded machine), not after the connection pool's timeout (10 s).
+        pool_timeout = db.get("OPTIONS", {}).get("pool", {}).get("timeout", 10)
+        assert ready_in < min(health.CHECK_TIMEOUT + 5, pool_timeout - 1), ready_in
 
         await asyncio.to_thread(give_database_back, name)
         taken = False

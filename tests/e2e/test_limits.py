@@ -48,6 +48,26 @@ async def socket(server: LiveServer, token: str) -> AsyncIterator[WS]:
         yield ws
 
 
+async def socket_when_a_place_is_free(server: LiveServer, token: str, within: float = 20) -> WS:
+    """A socket of the user's, opened as soon as the server accepts one; every refusal
+    meanwhile is the limit's (`rate_limited`, then 4429)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while True:
+        ws = await WS.connect(f"{server.ws_url}/ws/", token=token)
+        first = await ws.recv(timeout=10)
+        while first["type"] not in ("authenticated", "error"):
+            first = await ws.recv(timeout=10)
+        if first["type"] == "authenticated":
+            return ws
+        assert first["code"] == "rate_limited", first
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await ws.recv(timeout=10)
+        assert closed.value.rcvd.code == 4429
+        assert loop.time() < deadline, f"no place freed within {within} s"
+        await asyncio.sleep(0.1)
+
+
 async def post(server: LiveServer, token: str, room: int, content: str) -> httpx.Response:
     async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
         return await client.post(
@@ -129,8 +149,10 @@ async def test_sockets_beyond_max_sockets_per_user_are_refused(limited, sender):
             await third.recv()
         assert closed.value.rcvd.code == 4429
         await second.close()
-        await asyncio.sleep(0.2)
-        async with socket(limited, token) as again:  # a place is free again
+        # A place is free again once the server has run the closed socket's `disconnect`;
+        # until then a new socket is refused as before.
+        again = await socket_when_a_place_is_free(limited, token)
+        async with again:
             assert (await again.request({"type": "ping"}))["type"] == "pong"
 
 

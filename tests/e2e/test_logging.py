@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.live import WS, LiveServer, server_environment
+from tests.live import WAIT, WS, LiveServer, server_environment
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -18,7 +18,7 @@ CONTENT = "a-very-private-sentence"
 @pytest.mark.asyncio
 async def test_json_logs_carry_context_and_never_secrets(general, user, alice_token):
     server = LiveServer(server_environment(LOG_FORMAT="json", LOG_LEVEL="info"))
-    await asyncio.to_thread(server.start)
+    await asyncio.to_thread(server.start, 60)
     try:
         async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
             response = await client.get(
@@ -31,10 +31,17 @@ async def test_json_logs_carry_context_and_never_secrets(general, user, alice_to
             assert len(made_up) == 32
         ws = await WS.connect(f"{server.ws_url}/ws/rooms/{general.pk}/?token={alice_token}")
         await ws.recv_until("room_users")
-        ack = await ws.request({"type": "message", "room": general.pk, "content": CONTENT})
+        message = {"type": "message", "room": general.pk, "content": CONTENT}
+        ack = await ws.request(message)
         assert ack["type"] == "ack"
         await ws.close()
-        await asyncio.sleep(0.5)
+        # The server logs the disconnect once it has run `disconnect`: wait for that line.
+        log = Path(server.log.name)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + WAIT
+        while '"ws_disconnected"' not in log.read_text(errors="replace"):
+            assert loop.time() < deadline, f"no ws_disconnected within {WAIT}s:\n{server.output()}"
+            await asyncio.sleep(0.1)
     finally:
         server.stop()
 

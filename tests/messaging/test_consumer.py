@@ -661,25 +661,26 @@ async def test_socket_authenticated_by_frame_outlives_auth_timeout(settings, ali
 
 
 async def test_token_expiring_while_connected_closes_4401(user):
-    token = short_lived_token(user, seconds=2)  # 1 to 2 s left
+    # 2 to 3 s left: enough that a busy machine still connects before the expiry.
+    token = short_lived_token(user, seconds=3)
     async with signed_in(token) as comm:
         await assert_still_open(comm)
-        received, code = await frames_until_close(comm, timeout=4)
+        received, code = await frames_until_close(comm, timeout=5)
     assert code == 4401
     assert [f.get("code") for f in received if f["type"] == "error"] == ["unauthenticated"]
 
 
 async def test_token_expiring_while_connected_by_frame_closes_4401(user):
-    token = short_lived_token(user, seconds=2)
+    token = short_lived_token(user, seconds=3)
     async with opened() as comm:
         await comm.send_json_to({"type": "authenticate", "token": token})
         await recv_type(comm, "authenticated")
-        _, code = await frames_until_close(comm, timeout=4)
+        _, code = await frames_until_close(comm, timeout=5)
     assert code == 4401
 
 
 async def test_reauthenticating_before_expiry_keeps_socket_open(user, alice_token):
-    token = short_lived_token(user, seconds=2)
+    token = short_lived_token(user, seconds=3)
     expires = AccessToken(token)["exp"]
     async with signed_in(token) as comm:
         answer = await request(comm, {"type": "authenticate", "token": alice_token}, ref="fresh")
@@ -691,8 +692,8 @@ async def test_reauthenticating_before_expiry_keeps_socket_open(user, alice_toke
 
 
 async def test_reauthenticating_with_another_short_token_moves_the_deadline(user):
-    first = short_lived_token(user, seconds=2)  # 1 to 2 s left
-    second = short_lived_token(user, seconds=4)  # 3 to 4 s left
+    first = short_lived_token(user, seconds=3)  # 2 to 3 s left
+    second = short_lived_token(user, seconds=5)  # 4 to 5 s left
     first_exp, second_exp = AccessToken(first)["exp"], AccessToken(second)["exp"]
     async with signed_in(first) as comm:
         answer = await request(comm, {"type": "authenticate", "token": second})
