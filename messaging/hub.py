@@ -151,6 +151,11 @@ class Hub:
         async with lock:
             wanted = group in self._groups
             if wanted and group not in self._layer_groups:
+                if self._run_id is None:
+                    # Learn which Redis holds the memberships before the first one: a
+                    # restart right after it is then noticed, even before the watcher's
+                    # first look (a restarted Redis has forgotten every membership).
+                    await self.catch_up()
                 await self._layer.group_add(group, await self._channel())
                 self._layer_groups.add(group)
             elif not wanted and group in self._layer_groups:

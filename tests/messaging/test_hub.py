@@ -217,3 +217,28 @@ async def test_a_fresh_process_hears_another_process_over_redis(settings, new_hu
             break
         await asyncio.sleep(0.02)
     assert [event["pos"] for event, _ in socket.got] == [7]
+
+
+@pytest.mark.asyncio
+async def test_a_redis_restart_right_after_the_first_subscription_is_noticed(
+    settings, monkeypatch, new_hub
+):
+    """The watcher learns Redis's run id on its first look; a restart between a fresh
+    process's first subscription and that look must still count as a restart, or the
+    process stays deaf to the others (the restarted Redis forgot its membership)."""
+    if not settings.REDIS_URL:
+        pytest.skip("needs REDIS_URL: only a Redis restart forgets the layer's memberships")
+    run_ids = ["before-restart"]
+    monkeypatch.setattr(hub_module, "_redis_run_id", lambda: run_ids[0])
+
+    async def no_watcher(self) -> None:  # the watcher's first look comes late, here never
+        return None
+
+    monkeypatch.setattr(Hub, "_watch", no_watcher)
+    hub = new_hub()
+    socket = Socket()
+    await hub.subscribe("room.restart", socket)
+    run_ids[0] = "after-restart"  # Redis restarted: a new run id
+
+    assert await hub.catch_up() is True  # caught up: subscribed anew...
+    assert socket.closed == 1012  # ...and the socket told to recover with `after`
