@@ -122,7 +122,7 @@ class LiveServer:
             )
             if self._wait_until_up(timeout):
                 return
-            taken = "could not listen" in self.output(since=started)
+            taken = "could not listen" in self.log_text(since=started)
             if port is not None or not taken or attempt == 2:
                 raise RuntimeError(
                     f"server exited with {self.process.returncode}:\n{self.output()}"
@@ -153,11 +153,15 @@ class LiveServer:
             self.process.kill()
             return self.process.wait(timeout=5)
 
-    def output(self, since: int = 0) -> str:
-        """The server's log (from byte `since`), its last 5,000 characters."""
+    def log_text(self, since: int = 0) -> str:
+        """The server's whole log, from byte `since`."""
         with open(self.log.name, "rb") as log:
             log.seek(since)
-            return log.read().decode(errors="replace")[-5000:]
+            return log.read().decode(errors="replace")
+
+    def output(self, since: int = 0) -> str:
+        """The end of the server's log (its last 5,000 characters), for a failure's message."""
+        return self.log_text(since)[-5000:]
 
 
 class WS:

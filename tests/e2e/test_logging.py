@@ -3,7 +3,6 @@ with user and duration, and never a token or message content."""
 
 import asyncio
 import json
-from pathlib import Path
 
 import httpx
 import pytest
@@ -36,16 +35,15 @@ async def test_json_logs_carry_context_and_never_secrets(general, user, alice_to
         assert ack["type"] == "ack"
         await ws.close()
         # The server logs the disconnect once it has run `disconnect`: wait for that line.
-        log = Path(server.log.name)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + WAIT
-        while '"ws_disconnected"' not in log.read_text(errors="replace"):
+        while '"ws_disconnected"' not in server.log_text():
             assert loop.time() < deadline, f"no ws_disconnected within {WAIT}s:\n{server.output()}"
             await asyncio.sleep(0.1)
     finally:
         server.stop()
 
-    text = Path(server.log.name).read_text()
+    text = server.log_text()
     assert alice_token not in text
     assert alice_token.split(".")[2] not in text  # not even the signature
     assert CONTENT not in text
