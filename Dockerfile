@@ -9,20 +9,30 @@
 ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
 
 # --------------------------------------------------------------------------- build
-# Wheels of the project and of every dependency. All dependencies publish manylinux
-# wheels (psycopg[binary], cffi, cryptography, autobahn, twisted...), so no compiler is
-# needed; building here keeps pip's build environment (setuptools) out of the final image.
+# Wheels of the project and of every dependency, at exactly the versions of
+# requirements/base.lock (the runtime lock: not the [test] extra; requirements/update makes
+# it), each checked against the lock's sha256: nothing is resolved at build time, so two
+# builds on two days install the same files. All dependencies publish manylinux wheels
+# (psycopg[binary], cffi, cryptography, autobahn, twisted...), so no compiler is needed;
+# building here keeps pip's build environment (setuptools) out of the final image.
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
+COPY requirements/base.lock ./requirements/base.lock
+# Dependencies first, in a layer of their own: it is rebuilt only when the lock changes.
+# --only-binary: published wheels only, never an sdist built with unlocked build tools.
+# The lock also pins the build backend (setuptools, from requirements/build.in): its wheel
+# replaces the base image's setuptools here, in the build stage only, to build the project.
+RUN pip wheel --require-hashes --only-binary=:all: --wheel-dir /wheels -r requirements/base.lock \
+ && pip install --no-deps /wheels/setuptools-*.whl
 COPY pyproject.toml README.md ./
 COPY chatproject ./chatproject
 COPY accounts ./accounts
 COPY rooms ./rooms
 COPY messaging ./messaging
-# `pip wheel .` builds the project itself and its runtime dependencies (not the [test] extras).
-RUN pip wheel --wheel-dir /wheels .
+# The project itself: its own wheel only, with the locked setuptools, resolving nothing.
+RUN pip wheel --no-deps --no-build-isolation --wheel-dir /wheels .
 
 # ------------------------------------------------------------------------- runtime
 FROM ${PYTHON_IMAGE} AS runtime
@@ -35,8 +45,9 @@ RUN groupadd --system --gid 10001 chat \
  && useradd --system --uid 10001 --gid chat --no-create-home --home-dir /nonexistent \
         --shell /usr/sbin/nologin chat
 
-# `pip install` of the project's wheel, offline: its dependencies come only from the wheels
-# resolved in the build stage. The wheels are bind-mounted, so they never become a layer.
+# `pip install` of the project's wheel, offline: its dependencies come only from the locked
+# wheels of the build stage (one version of each). The wheels are bind-mounted, so they never
+# become a layer; setuptools' wheel is among them but nothing at run time requires it.
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
     pip install --no-index --find-links=/wheels /wheels/chatproject-*.whl
 
