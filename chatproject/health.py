@@ -15,11 +15,9 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from chatproject.logs import get_logger
+from chatproject.transport import is_draining
 
 log = get_logger(__name__)
-
-# Set by the `serve` command when it starts draining.
-draining = False
 
 
 @never_cache
@@ -70,9 +68,9 @@ async def _check_channel_layer() -> str:
 async def readyz(request: HttpRequest) -> JsonResponse:
     from asgiref.sync import sync_to_async
 
-    if draining:  # no checks: the answer must be immediate while the process stops
+    if is_draining():  # no checks: the answer must be immediate while the process stops
         return JsonResponse({"status": "draining", "checks": {}}, status=503)
-    from messaging.hub import hub
+    from chatproject.hub import hub
 
     try:
         database = await asyncio.wait_for(

@@ -1,5 +1,5 @@
-"""Pieces of `manage.py serve` that can be checked alone (the whole server is exercised by
-the end-to-end tests, which all run against it)."""
+"""Pieces of `manage.py serve` (`chatproject.transport`) that can be checked alone (the
+whole server is exercised by the end-to-end tests, which all run against it)."""
 
 import asyncio
 import socket
@@ -8,7 +8,9 @@ import sys
 
 import pytest
 
-from chatproject.management.commands.serve import Inbox, scrub, write_now
+from chatproject.transport.access_log import scrub
+from chatproject.transport.buffers import write_now
+from chatproject.transport.inbox import Inbox
 from tests.live import ROOT, server_environment
 
 

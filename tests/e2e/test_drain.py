@@ -22,8 +22,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 def stubborn_socket(server: LiveServer, token: str) -> socket.socket:
     """An authenticated WebSocket that will never answer the server's close frame, so the
-    drain has to wait for it (serve.CLOSE_HANDSHAKE_TIMEOUT): the window in which the test
-    watches the draining server."""
+    drain has to wait for it (transport.server.CLOSE_HANDSHAKE_TIMEOUT): the window in which
+    the test watches the draining server."""
     conn = socket.create_connection(("127.0.0.1", server.port), timeout=15)
     key = base64.b64encode(os.urandom(16)).decode()
     conn.sendall(

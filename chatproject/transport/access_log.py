@@ -1,0 +1,43 @@
+"""The access log: Daphne's action logger, as one structured line per HTTP request or
+WebSocket event, on the `chatproject.access` logger, with secrets scrubbed from paths."""
+
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+from chatproject.logs import get_logger
+
+access_log = get_logger("chatproject.access")
+
+# Daphne's WebSocket actions, as access-log events. The names differ from the consumer's
+# own `ws_connected`/`ws_disconnected` (which carry the user): one close is one
+# `ws_connection_closed` here and, for a served socket, one `ws_disconnected` there.
+WEBSOCKET_EVENTS = {"rejected": "ws_rejected", "disconnected": "ws_connection_closed"}
+
+
+def scrub(path: str) -> str:
+    """The path with secrets removed from its query string (`?token=` never reaches a log)."""
+    parts = urlsplit(path)
+    if not parts.query:
+        return parts.path
+    query = [
+        (k, "[redacted]" if k.lower() in ("token", "access", "refresh") else v)
+        for k, v in parse_qsl(parts.query, keep_blank_values=True)
+    ]
+    return f"{parts.path}?{urlencode(query, safe='[]')}"
+
+
+def log_action(protocol: str, action: str, details: dict[str, Any]) -> None:
+    """Daphne's action logger (`Server(action_logger=...)`)."""
+    path = scrub(str(details.get("path", "")))
+    if protocol == "http" and action == "complete":
+        access_log.info(
+            "http_request",
+            method=details.get("method"),
+            path=path,
+            status=details.get("status"),
+            duration_ms=round((details.get("time_taken") or 0) * 1000, 1),
+            size=details.get("size"),
+            client=details.get("client"),
+        )
+    elif protocol == "websocket" and action in WEBSOCKET_EVENTS:
+        access_log.info(WEBSOCKET_EVENTS[action], path=path, client=details.get("client"))

@@ -1,0 +1,305 @@
+"""`chatproject.transport`: the start-up check of the private names it relies on, the
+access log's event names, and its layering.
+
+Importing `daphne.server` installs Twisted's asyncio reactor for the whole process, so
+everything that needs Daphne runs in a subprocess (the real `manage.py serve`); the
+tests here import only the cheap part of the package.
+"""
+
+import ast
+import importlib.metadata
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import chatproject.transport
+from chatproject.transport import access_log, internals
+from tests.live import ROOT, server_environment
+
+PACKAGE = ROOT / "chatproject" / "transport"
+
+
+def run_python(code: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        cwd=ROOT,
+        env=server_environment(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def serve_with(patch: str) -> subprocess.CompletedProcess[str]:
+    """`manage.py serve` in a process where `patch` ran first (a dependency upgrade that
+    renamed or reshaped something)."""
+    return run_python(
+        patch
+        + textwrap.dedent(
+            """
+            import runpy, sys
+            sys.argv = ["manage.py", "serve", "--host", "127.0.0.1", "--port", "0"]
+            runpy.run_path("manage.py", run_name="__main__")
+            """
+        )
+    )
+
+
+def test_the_check_passes_on_the_installed_versions():
+    result = run_python(
+        """
+        import django
+        django.setup()
+        from chatproject.transport import check_dependencies
+        check_dependencies()
+        print("compatible")
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "compatible"
+
+
+RENAMED_TEMP_DATA_LEN = """
+from twisted.internet import abstract
+init = abstract.FileDescriptor.__init__
+def renamed(self, *args, **kwargs):
+    init(self, *args, **kwargs)
+    self._tempDataLength = self.__dict__.pop("_tempDataLen")
+abstract.FileDescriptor.__init__ = renamed
+"""
+
+NO_SEND_CLOSE_FRAME = """
+from autobahn.websocket.protocol import WebSocketProtocol
+del WebSocketProtocol.sendCloseFrame
+"""
+
+RESHAPED_PROTOCOL_OPTIONS = """
+from autobahn.websocket.protocol import WebSocketServerFactory
+def setProtocolOptions(self, versions=None, failByDrop=None):
+    pass
+WebSocketServerFactory.setProtocolOptions = setProtocolOptions
+"""
+
+NO_ASYNCIO_LOOP = """
+import daphne.server
+from twisted.internet import reactor
+del reactor._asyncioEventloop
+"""
+
+RESHAPED_LISTEN_ERROR = """
+import daphne.server
+def listen_error(self, reason, port):
+    pass
+daphne.server.Server.listen_error = listen_error
+"""
+
+NO_DISPATCH = """
+from channels.consumer import AsyncConsumer
+del AsyncConsumer.dispatch
+"""
+
+
+@pytest.mark.parametrize(
+    ("patch", "dependency", "distribution", "problem"),
+    [
+        (
+            RENAMED_TEMP_DATA_LEN,
+            "Twisted",
+            "Twisted",
+            "has no twisted.internet.abstract.FileDescriptor._tempDataLen",
+        ),
+        (
+            NO_SEND_CLOSE_FRAME,
+            "autobahn",
+            "autobahn",
+            "has no autobahn.websocket.protocol.WebSocketProtocol.sendCloseFrame",
+        ),
+        (
+            RESHAPED_PROTOCOL_OPTIONS,
+            "autobahn",
+            "autobahn",
+            "changed autobahn.websocket.protocol.WebSocketServerFactory.setProtocolOptions "
+            "(it takes no keyword argument closeHandshakeTimeout)",
+        ),
+        (
+            NO_ASYNCIO_LOOP,
+            "Twisted",
+            "Twisted",
+            "has no twisted.internet.asyncioreactor.AsyncioSelectorReactor._asyncioEventloop",
+        ),
+        (
+            RESHAPED_LISTEN_ERROR,
+            "Daphne",
+            "daphne",
+            "changed daphne.server.Server.listen_error (expected parameters (failure, ...)",
+        ),
+        (NO_DISPATCH, "Channels", "channels", "has no channels.consumer.AsyncConsumer.dispatch"),
+    ],
+    ids=[
+        "twisted-attribute",
+        "autobahn-method",
+        "autobahn-signature",
+        "reactor",
+        "daphne",
+        "channels",
+    ],
+)
+def test_serve_refuses_to_start_when_a_private_name_is_gone_or_changed(
+    patch, dependency, distribution, problem
+):
+    result = serve_with(patch)
+    version = importlib.metadata.version(distribution)
+    assert result.returncode != 0
+    assert f"refusing to start: {dependency} {version} {problem}" in result.stderr
+    assert "which chatproject.transport relies on" in result.stderr
+    assert "chatproject/transport/__init__.py" in result.stderr
+    # One message, no traceback, and nothing served.
+    refusals = [line for line in result.stderr.splitlines() if "refusing to start" in line]
+    assert len(refusals) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "server_starting" not in result.stdout + result.stderr
+
+
+# -------------------------------------------------------- the check's own pieces
+
+
+class Old:
+    STATE_OPEN = 3
+
+    def __init__(self) -> None:
+        self.buffered = 0
+
+    def close(self, code=None, isReply=False):
+        pass
+
+    async def handle(self, protocol, message):
+        pass
+
+
+def outcome(requirement: internals.Requirement) -> str:
+    try:
+        requirement.check()
+    except internals.Gone:
+        return "gone"
+    except internals.Changed as changed:
+        return f"changed: {changed}"
+    return "ok"
+
+
+def test_each_kind_of_check_tells_present_from_gone_from_changed():
+    here = f"{__name__}.Old"
+    assert outcome(internals.method("x", f"{here}.close", keywords=("code", "isReply"))) == "ok"
+    assert outcome(internals.method("x", f"{here}.shut", keywords=("code",))) == "gone"
+    assert outcome(internals.method("x", f"{here}.close", keywords=("reason",))) == (
+        "changed: it takes no keyword argument reason"
+    )
+    handle = internals.method("x", f"{here}.handle", positional=("protocol", "message"))
+    assert outcome(handle) == "ok"
+    assert outcome(internals.method("x", f"{here}.handle", positional=("message",))).startswith(
+        "changed: expected parameters (message, ...)"
+    )
+    assert outcome(internals.method("x", f"{here}.close", coroutine=True)) == (
+        "changed: it is no longer a coroutine function"
+    )
+    assert outcome(internals.class_attribute("x", f"{here}.STATE_OPEN", int)) == "ok"
+    assert outcome(internals.class_attribute("x", f"{here}.STATE_OPEN", bytes)).startswith(
+        "changed: expected bytes"
+    )
+    assert outcome(internals.assigned_in("x", here, "buffered", by="__init__")) == "ok"
+    assert outcome(internals.assigned_in("x", here, "_buffered", by="__init__")) == "gone"
+    assert outcome(internals.instance_attribute("x", here, "buffered", int, build=Old)) == "ok"
+    assert outcome(internals.instance_attribute("x", here, "_buffered", int, build=Old)) == "gone"
+    assert outcome(internals.method("x", "no_such_module.Thing.method")) == "gone"
+
+
+def test_the_refusal_names_the_dependency_its_version_and_the_name():
+    requirement = internals.Requirement("Twisted", "twisted.Thing._gone", lambda: None)
+    message = internals.refusal(requirement, internals.Gone())
+    version = importlib.metadata.version("Twisted")
+    assert message == (
+        f"refusing to start: Twisted {version} has no twisted.Thing._gone, which "
+        "chatproject.transport relies on (see the list in chatproject/transport/__init__.py)"
+    )
+
+
+def test_the_header_lists_every_name_the_check_checks():
+    header = chatproject.transport.__doc__ or ""
+    for requirement in internals.REQUIREMENTS:
+        short = ".".join(requirement.name.split(".")[-2:])  # e.g. FileDescriptor.offset
+        assert short in header, f"{requirement.name} is checked but not listed"
+        assert requirement.dependency in internals.DISTRIBUTIONS
+
+
+# ---------------------------------------------------------------- the module rules
+
+
+def modules() -> list[Path]:
+    return sorted(PACKAGE.glob("*.py"))
+
+
+def test_the_transport_imports_no_app_of_the_project():
+    """An import-linter contract says the same; this keeps the rule next to the code."""
+    for path in modules():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                names = [node.module or ""]
+            else:
+                continue
+            for name in names:
+                assert name.split(".")[0] not in {"messaging", "rooms", "accounts"}, (
+                    f"{path.name} imports {name}"
+                )
+
+
+def test_the_transport_never_reads_an_attribute_with_a_silent_default():
+    """Past the start-up check, private names are read directly: `getattr(x, name,
+    default)` would turn a renamed attribute into a wrong value instead of an error."""
+    for path in modules():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "getattr":
+                assert len(node.args) < 3, f"{path.name}:{node.lineno} getattr with a default"
+
+
+def test_importing_the_transport_interface_stays_cheap():
+    result = run_python(
+        """
+        import sys
+        from chatproject.transport import CLOSE_RESTARTING, is_draining
+        assert not is_draining() and CLOSE_RESTARTING == 1012
+        heavy = [m for m in ("daphne", "twisted", "autobahn") if m in sys.modules]
+        print(heavy)
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+# ---------------------------------------------------------------- the access log
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, dict]] = []
+
+    def info(self, event: str, **fields) -> None:
+        self.events.append((event, fields))
+
+
+def test_a_socket_close_is_logged_under_its_own_name(monkeypatch):
+    """The consumer logs `ws_disconnected` (with the user); the access log's line for the
+    same close has another name, so one close is never two `ws_disconnected` lines."""
+    recorder = Recorder()
+    monkeypatch.setattr(access_log, "access_log", recorder)
+    details = {"path": "/ws/?token=secret", "client": "127.0.0.1:5000"}
+    access_log.log_action("websocket", "disconnected", details)
+    access_log.log_action("websocket", "rejected", details)
+    access_log.log_action("websocket", "connected", details)  # the consumer logs this one
+    assert recorder.events == [
+        ("ws_connection_closed", {"path": "/ws/?token=[redacted]", "client": "127.0.0.1:5000"}),
+        ("ws_rejected", {"path": "/ws/?token=[redacted]", "client": "127.0.0.1:5000"}),
+    ]
