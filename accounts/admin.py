@@ -5,6 +5,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from accounts import services
+from accounts.auth import signed_in
 from accounts.models import User
 from accounts.presence import online_user_ids
 
@@ -30,7 +31,7 @@ class UserAdmin(DjangoUserAdmin):
     ]
     list_filter = ["is_staff", "is_active"]
     fieldsets = [
-        *DjangoUserAdmin.fieldsets,
+        *(DjangoUserAdmin.fieldsets or ()),
         ("Chat", {"fields": ["display_name", "last_seen"]}),
     ]
     readonly_fields = ["last_seen", "last_login", "date_joined"]
@@ -60,7 +61,7 @@ class UserAdmin(DjangoUserAdmin):
 
     @admin.action(description="Deactivate (closes their sockets)")
     def deactivate(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
-        users = list(queryset.exclude(pk=request.user.pk))
+        users = list(queryset.exclude(pk=signed_in(request).pk))
         for user in users:
             services.set_active(user=user, active=False)
         self.message_user(request, f"Deactivated {len(users)} user(s).", messages.SUCCESS)

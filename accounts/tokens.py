@@ -17,10 +17,11 @@ def user_for_access_token(raw: str) -> tuple[User, int]:
         raise Unauthenticated("Invalid token.")
     auth = JWTAuthentication()
     try:
-        validated = auth.get_validated_token(raw)
+        # Bytes, as the REST API reads the Authorization header (`raw` is ASCII).
+        validated = auth.get_validated_token(raw.encode("ascii"))
         user = auth.get_user(validated)
     except (InvalidToken, AuthenticationFailed, TokenError):
         raise Unauthenticated("Invalid or expired token.") from None
-    if not user.is_active:
+    if not isinstance(user, User) or not user.is_active:
         raise Unauthenticated("Invalid or expired token.")
     return user, int(validated["exp"])

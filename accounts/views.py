@@ -1,3 +1,6 @@
+from typing import Any
+
+from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, permissions, status
 from rest_framework.request import Request
@@ -6,6 +9,8 @@ from rest_framework.views import APIView
 from rest_framework_simplejwt.views import TokenRefreshView
 
 from accounts import selectors, services
+from accounts.auth import signed_in
+from accounts.models import User
 from accounts.serializers import (
     AuthResultSerializer,
     LoginSerializer,
@@ -17,13 +22,13 @@ from accounts.serializers import (
 )
 
 
-def client_address(request) -> str:
+def client_address(request: Request) -> str:
     """The client's address as the server saw it (`serve --proxy-headers` takes it from
     X-Forwarded-For, set by your own load balancer)."""
     return request.META.get("REMOTE_ADDR") or "unknown"
 
 
-def _auth_result(user, status_code: int) -> Response:
+def _auth_result(user: User, status_code: int) -> Response:
     body = {"user": MeSerializer(user).data, **services.issue_tokens(user=user)}
     return Response(body, status=status_code)
 
@@ -57,7 +62,7 @@ class LoginView(APIView):
 class RefreshView(TokenRefreshView):
     """Rotation: answers a new access and refresh token; the old refresh is blacklisted."""
 
-    authentication_classes: list = []
+    authentication_classes = ()
 
 
 class LogoutView(APIView):
@@ -75,28 +80,28 @@ class LogoutView(APIView):
 class MeView(APIView):
     @extend_schema(responses=MeSerializer)
     def get(self, request: Request) -> Response:
-        return Response(MeSerializer(request.user).data)
+        return Response(MeSerializer(signed_in(request)).data)
 
     @extend_schema(request=ProfileUpdateSerializer, responses=MeSerializer)
     def patch(self, request: Request) -> Response:
         data = ProfileUpdateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        user = services.update_profile(user=request.user, **data.validated_data)
+        user = services.update_profile(user=signed_in(request), **data.validated_data)
         return Response(MeSerializer(user).data)
 
 
-class UserListView(generics.ListAPIView):
+class UserListView(generics.ListAPIView[User]):
     serializer_class = UserSerializer
     ordering = "username"
 
-    def get_queryset(self):
+    def get_queryset(self) -> QuerySet[User]:
         online = self.request.query_params.get("online")
         return selectors.list_users(
             search=self.request.query_params.get("search", "").strip()[:64],
             online=None if online is None else online.lower() in ("1", "true", "yes"),
         )
 
-    def get_serializer_context(self) -> dict:
+    def get_serializer_context(self) -> dict[str, Any]:
         # One presence lookup for the page, filled in by `list()` below.
         return {**super().get_serializer_context(), "online_ids": self._online_ids}
 
@@ -114,5 +119,5 @@ class UserListView(generics.ListAPIView):
             OpenApiParameter("limit", int, description="page size, at most 200"),
         ]
     )
-    def get(self, request: Request, *args, **kwargs) -> Response:
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().get(request, *args, **kwargs)

@@ -28,13 +28,13 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         # The database or Redis is down: answer 503 `unavailable`, as the WebSocket does,
         # not a 500. A retry with the same client_id never stores a second copy.
         log.exception("request_unavailable")
-        body = {
+        body: dict[str, Any] = {
             "detail": "The server cannot store this right now; try again.",
             "code": "unavailable",
         }
         return Response(body, status=status.HTTP_503_SERVICE_UNAVAILABLE)
     if isinstance(exc, ChatError):
-        body: dict[str, Any] = {"detail": exc.message, "code": exc.code}
+        body = {"detail": exc.message, "code": exc.code}
         if exc.fields:
             body.update(exc.fields)
         headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, RateLimited) else None

@@ -38,6 +38,7 @@ def _throttled(request: HttpRequest, form: forms.Form, template: str) -> HttpRes
 
 class LoginView(auth_views.LoginView):
     redirect_authenticated_user = True
+    template_name: str = "registration/login.html"  # Django's, as a str (the base allows None)
 
     def post(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
         refused = _throttled(request, self.get_form(), self.template_name)

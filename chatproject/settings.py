@@ -8,6 +8,7 @@ import ipaddress
 import warnings
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import environ
 import redis.exceptions
@@ -182,8 +183,9 @@ if not REDIS_URL and env.str("REDIS_HOST", default=""):
     _auth = f":{_password}@" if _password else ""
     REDIS_URL = f"redis://{_auth}{env.str('REDIS_HOST')}:{env.int('REDIS_PORT', default=6379)}/0"
 
+CHANNEL_LAYERS: dict[str, dict[str, Any]]
 if REDIS_URL:
-    # Only the fan-out (messaging.hub) uses the layer: one channel per process, in the
+    # Only the fan-out (chatproject.hub) uses the layer: one channel per process, in the
     # groups its sockets need. (RedisPubSubChannelLayer would make a group_send one
     # PUBLISH, but its tasks do not survive an event loop's teardown in the tests: see
     # docs/SCALING.md.)
@@ -206,7 +208,7 @@ if REDIS_URL:
                 # One channel per process carries all its rooms' events: room for bursts.
                 "capacity": 10_000,
                 "expiry": 60,
-                # Each process refreshes its memberships every 30 s (messaging.hub), so a
+                # Each process refreshes its memberships every 30 s (chatproject.hub), so a
                 # dead process's memberships lapse after two minutes, not a day.
                 "group_expiry": 120,
             },

@@ -11,15 +11,16 @@ of every socket (~5 KiB of the ~40 an idle socket costs); a socket needs its use
 """
 
 from importlib import import_module
-from types import SimpleNamespace
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.contrib.auth import get_user
 from django.contrib.auth.models import AnonymousUser
+from django.http import HttpRequest
 from django.http.cookie import parse_cookie
 
+from accounts.models import User
 from accounts.tokens import user_for_access_token
 from chatproject.errors import Unauthenticated
 from messaging.origins import header
@@ -37,14 +38,16 @@ def token_from_scope(scope: dict) -> str | None:
 
 
 @database_sync_to_async
-def session_user(cookie_header: str | None):
+def session_user(cookie_header: str | None) -> User | AnonymousUser:
     """The user of the session cookie, as Django's `get_user` checks it for a request
     (the session's auth hash included); AnonymousUser without a valid session."""
     key = parse_cookie(cookie_header or "").get(settings.SESSION_COOKIE_NAME)
     if not key:
         return AnonymousUser()
     store = import_module(settings.SESSION_ENGINE).SessionStore
-    return get_user(SimpleNamespace(session=store(session_key=key)))
+    request = HttpRequest()
+    request.session = store(session_key=key)
+    return get_user(request)
 
 
 class SocketAuthMiddleware:
