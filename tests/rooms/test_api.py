@@ -4,7 +4,7 @@ import pytest
 
 from accounts.presence import presence, user_key
 from messaging.models import Message
-from messaging.services import post_message
+from messaging.posting import post_message
 from rooms.models import Membership, Room
 from tests.conftest import client_for
 from tests.factories import UserFactory, add_member, make_room
@@ -120,6 +120,55 @@ def test_list_takes_a_constant_number_of_queries(
     assert all(r["online_count"] == 1 for r in results)
     assert all(r["unread_count"] == 1 for r in results)
     assert all(r["my_role"] == "member" for r in results)
+
+
+def test_a_direct_room_names_its_peer_and_general_is_flagged(
+    alice_api, bob_api, user, other_user, general
+):
+    other_user.display_name = ""
+    other_user.save(update_fields=["display_name"])
+    direct = alice_api.post("/api/direct/", {"user_id": other_user.pk}, format="json").json()
+    mine = alice_api.post("/api/direct/", {"user_id": user.pk}, format="json").json()
+    public = make_room(owner=user, name="Plain")
+
+    # The page labels rooms from these fields, never from the room's name.
+    listed = {r["id"]: r for r in alice_api.get(ROOMS).json()["results"]}
+    assert listed[direct["id"]]["peer"] == {
+        "id": other_user.pk,
+        "username": "bob",
+        "display_name": "",
+    }
+    assert listed[direct["id"]]["peer_id"] == other_user.pk
+    assert listed[mine["id"]]["peer"] == {
+        "id": user.pk,
+        "username": "alice",
+        "display_name": "Alice",
+    }
+    assert direct["peer"] == listed[direct["id"]]["peer"]  # the detail shape is the same
+    from_bob = bob_api.get(room_url(fresh(Room.objects.get(pk=direct["id"])))).json()
+    assert from_bob["peer"] == {"id": user.pk, "username": "alice", "display_name": "Alice"}
+
+    assert listed[general.pk]["is_general"] is True
+    assert listed[general.pk]["peer"] is None
+    assert listed[public.pk]["is_general"] is False
+    assert listed[public.pk]["peer"] is None
+    assert listed[direct["id"]]["is_general"] is False
+
+
+def test_direct_room_peers_take_one_query_for_the_whole_list(
+    alice_api, user, django_assert_max_num_queries
+):
+    from rooms.services import get_or_create_direct_room
+
+    peers = [UserFactory() for _ in range(20)]
+    for peer in peers:
+        get_or_create_direct_room(user=user, other=peer)
+
+    with django_assert_max_num_queries(6):
+        response = alice_api.get(ROOMS)
+
+    shown = {r["peer"]["id"]: r["peer"]["username"] for r in response.json()["results"]}
+    assert shown == {peer.pk: peer.username for peer in peers}
 
 
 def test_list_needs_a_token(api, general):
