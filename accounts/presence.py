@@ -23,6 +23,8 @@ from functools import cache
 
 from django.conf import settings
 
+from chatproject.redis_client import connect
+
 ONLINE = "online"
 
 
@@ -122,8 +124,6 @@ class RedisPresence:
     """Entries: a sorted set per key (socket id -> deadline). Indexes: a set per index."""
 
     def __init__(self, url: str, prefix: str, ttl: float) -> None:
-        from chatproject.redis_client import connect
-
         self.ttl = ttl
         self._redis = connect(url)
         self._prefix = f"{prefix}:presence"

@@ -1,13 +1,13 @@
 """Reads of accounts: user lookups and the online state of users."""
 
 from collections.abc import Iterable
-from typing import Any
 
 from django.db.models import Q, QuerySet
 
 from accounts.models import User
 from accounts.presence import online_user_ids
 from chatproject.errors import NotFound
+from chatproject.events import UserBrief
 
 __all__ = ["UserNotFound", "get_active_user", "list_users", "online_user_ids", "user_briefs"]
 
@@ -33,7 +33,10 @@ def list_users(*, search: str = "", online: bool | None = None) -> QuerySet[User
     return users
 
 
-def user_briefs(user_ids: Iterable[int]) -> dict[int, dict[str, Any]]:
+def user_briefs(user_ids: Iterable[int]) -> dict[int, UserBrief]:
     """`{id: {id, username, display_name}}` for the given users, in one query."""
-    rows = User.objects.filter(pk__in=list(user_ids)).values("id", "username", "display_name")
-    return {row["id"]: row for row in rows}
+    rows = User.objects.filter(pk__in=list(user_ids)).values_list("id", "username", "display_name")
+    return {
+        pk: {"id": pk, "username": username, "display_name": display_name}
+        for pk, username, display_name in rows
+    }

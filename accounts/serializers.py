@@ -2,6 +2,7 @@ from django.contrib.auth.validators import UnicodeUsernameValidator
 from rest_framework import serializers
 
 from accounts.models import User
+from accounts.selectors import online_user_ids
 
 
 class UserSerializer(serializers.ModelSerializer):
@@ -17,8 +18,6 @@ class UserSerializer(serializers.ModelSerializer):
     def get_is_online(self, user: User) -> bool:
         online_ids = self.context.get("online_ids")
         if online_ids is None:
-            from accounts.selectors import online_user_ids
-
             return user.pk in online_user_ids([user.pk])
         return user.pk in online_ids
 

@@ -13,8 +13,9 @@ from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.tokens import RefreshToken
 
 from accounts.models import User
-from chatproject import metrics, throttle
-from chatproject.errors import RateLimited, Unauthenticated, ValidationFailed
+from chatproject import events, throttle
+from chatproject.broadcast import broadcast_user_event
+from chatproject.errors import Unauthenticated, ValidationFailed
 
 USERNAME_TAKEN = "A user with that username already exists."
 
@@ -55,7 +56,9 @@ def login_user(*, username: str, password: str, request: Any = None) -> User:
 
 def revoke_refresh_token(*, refresh: str) -> None:
     try:
-        RefreshToken(refresh).blacklist()
+        # simplejwt annotates Token.__init__'s `token` as `Token | None`, but it takes the
+        # encoded JWT (str or bytes), as its own TokenRefreshSerializer passes it.
+        RefreshToken(refresh).blacklist()  # type: ignore[arg-type]
     except TokenError as exc:
         raise Unauthenticated(str(exc)) from None
 
@@ -75,24 +78,20 @@ def set_active(*, user: User, active: bool) -> User:
     """Activate or deactivate an account. Deactivation closes the user's sockets on every
     process (4401) after the commit, and their tokens stop working at once (every
     request and socket checks `is_active`)."""
-    from messaging import events
-
     with transaction.atomic():
         User.objects.filter(pk=user.pk).update(is_active=active)
         user.is_active = active
         if not active:
-            events.broadcast_user_event(user.pk, {"type": "user_deactivated"})
+            broadcast_user_event(user.pk, events.user_deactivated())
     return user
 
 
 def check_auth_rate(*, address: str) -> None:
     """AUTH_RATE_LIMIT: login and register attempts together, per client address; every
     attempt counts, good or bad (brute force and account spraying alike)."""
-    count, window = settings.AUTH_RATE_LIMIT
-    allowed, retry_after = throttle.hit(f"auth:{address}", limit=count, window=window)
-    if not allowed:
-        metrics.RATE_LIMITED.labels(limit="auth").inc()
-        raise RateLimited(
-            f"Too many sign-in attempts from your address; try again in {retry_after} s.",
-            retry_after=retry_after,
-        )
+    throttle.spend(
+        f"auth:{address}",
+        rate=settings.AUTH_RATE_LIMIT,
+        budget="auth",
+        refusal="Too many sign-in attempts from your address; try again in {retry_after} s.",
+    )

@@ -31,6 +31,7 @@ import json
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 from channels.layers import InMemoryChannelLayer, get_channel_layer
@@ -38,13 +39,15 @@ from django.conf import settings
 
 from chatproject import metrics
 from chatproject.logs import get_logger
+from chatproject.redis_client import connect
+from chatproject.transport.state import CLOSE_RESTARTING
 
 log = get_logger(__name__)
 
-Event = dict[str, Any]
+# An event of the catalogue (`chatproject.events`), as the fan-out carries it.
+Event = Mapping[str, Any]
 
 RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0, 5.0)  # seconds between attempts to reach the layer
-CLOSE_RESTARTING = 1012
 # Events waiting for local delivery. Only a process that has had more work than CPU for a
 # long while gets here; past it, events are dropped (counted, logged), not memory grown.
 MAX_BACKLOG = 100_000
@@ -55,12 +58,11 @@ REFRESH_EVERY = 30.0  # seconds between refreshes of the layer's group membershi
 def _cancelled() -> bool:
     """Whether this task was asked to stop. Loops test it, since a library call may
     swallow the CancelledError meant for the task (channels-redis does, in places)."""
-    return asyncio.current_task().cancelling() > 0
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 def _redis_run_id() -> str:
-    from chatproject.redis_client import connect
-
     return connect(settings.REDIS_URL).info("server")["run_id"]
 
 
@@ -106,6 +108,7 @@ class Hub:
     def __init__(self) -> None:
         self.origin = uuid.uuid4().hex
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._tasks: list[asyncio.Task[None]] = []
 
     # ------------------------------------------------------------ subscriptions
 
@@ -132,7 +135,7 @@ class Hub:
     async def stop(self) -> None:
         """Stop this loop's fan-out tasks (a test's end; a server process just exits)."""
         loop = asyncio.get_running_loop()
-        tasks = [task for task in getattr(self, "_tasks", []) if task.get_loop() is loop]
+        tasks = [task for task in self._tasks if task.get_loop() is loop]
         self._tasks, self._loop = [], None
         for task in tasks:
             task.cancel()
@@ -246,11 +249,16 @@ class Hub:
             for task in tasks
         ]
 
+    def _layer_in_use(self) -> Any:
+        """The channel layer; only the tasks and calls that run with one ask for it."""
+        assert self._layer is not None
+        return self._layer
+
     async def _channel(self) -> str:
         """This process's one layer channel, made once even when asked for concurrently
         (a layer's `new_channel` may await, e.g. a SUBSCRIBE)."""
         if self._channel_task is None:
-            self._channel_task = asyncio.ensure_future(self._layer.new_channel())
+            self._channel_task = asyncio.ensure_future(self._layer_in_use().new_channel())
         try:
             return await asyncio.shield(self._channel_task)
         except Exception:
@@ -282,7 +290,7 @@ class Hub:
         while not _cancelled():
             group, event = await self._outbox.get()
             try:
-                await self._layer.group_send(
+                await self._layer_in_use().group_send(
                     group,
                     {"type": "hub.event", "origin": self.origin, "group": group, "event": event},
                 )
@@ -300,7 +308,7 @@ class Hub:
             try:
                 channel = await self._channel()
                 while not _cancelled():
-                    message = await self._layer.receive(channel)
+                    message = await self._layer_in_use().receive(channel)
                     failures = 0
                     if message.get("origin") != self.origin:
                         self._enqueue(message["group"], message["event"])
@@ -366,9 +374,10 @@ class Hub:
     async def _resubscribe(self) -> None:
         """Leave and join every group again: fresh SUBSCRIBEs on a fresh connection."""
         channel = await self._channel()
+        layer = self._layer_in_use()
         for group in list(self._groups):
-            await self._layer.group_discard(group, channel)
-            await self._layer.group_add(group, channel)
+            await layer.group_discard(group, channel)
+            await layer.group_add(group, channel)
         self._layer_groups = set(self._groups)
 
     async def _close_all(self, code: int) -> None:

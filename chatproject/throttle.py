@@ -11,6 +11,10 @@ from functools import cache
 
 from django.conf import settings
 
+from chatproject import metrics
+from chatproject.errors import RateLimited
+from chatproject.redis_client import connect
+
 
 class LocalCounters:
     def __init__(self) -> None:
@@ -40,8 +44,6 @@ class LocalCounters:
 
 class RedisCounters:
     def __init__(self, url: str, prefix: str) -> None:
-        from chatproject.redis_client import connect
-
         self._redis = connect(url)
         self._prefix = f"{prefix}:throttle"
 
@@ -79,3 +81,17 @@ def hit(key: str, *, limit: int, window: float) -> tuple[bool, int]:
 def reset(key: str) -> None:
     """Start the key's window afresh (e.g. typing stopped: the next start is news)."""
     counters().reset(key)
+
+
+def spend(key: str, *, rate: tuple[int, float], budget: str, refusal: str) -> None:
+    """Take one from the budget `rate` (count, window in seconds) under `key`; beyond it,
+    count the refusal in the metrics under `budget` and raise RateLimited with `refusal`,
+    a message that may name `{count}`, `{window}` and `{retry_after}`."""
+    count, window = rate
+    allowed, retry_after = hit(key, limit=count, window=window)
+    if not allowed:
+        metrics.RATE_LIMITED.labels(limit=budget).inc()
+        raise RateLimited(
+            refusal.format(count=count, window=window, retry_after=retry_after),
+            retry_after=retry_after,
+        )

@@ -32,7 +32,7 @@ CHROMIUM_ARGS = [
 SEED = """
 import random
 from accounts.models import User
-from messaging.services import post_message
+from messaging.posting import post_message
 from rooms.services import create_room, ensure_general_room, join_room
 
 random.seed(7)

@@ -1,18 +1,21 @@
+from typing import Any
+
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from accounts.auth import signed_in
 from chatproject.admin_filters import RoomIdFilter, SenderFilter
+from messaging.changes import delete_message, restore_message
 from messaging.models import Attachment, Message
-from messaging.services import delete_message, restore_message
 
 
 class AttachmentInline(admin.TabularInline):
     model = Attachment
     fk_name = "message"
     extra = 0
-    fields = ["name", "content_type", "size", "uploader"]
-    readonly_fields = fields
+    readonly_fields = ["name", "content_type", "size", "uploader"]
+    fields = [*readonly_fields]
     can_delete = False
 
 
@@ -51,7 +54,7 @@ class MessageAdmin(admin.ModelAdmin):
     show_facets = admin.ShowFacets.NEVER  # facet counts would scan the whole table
     list_per_page = 100
 
-    def get_actions(self, request: HttpRequest) -> dict:
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
         actions = super().get_actions(request)
         # Django's bulk hard delete would bypass the room stream (no position, no event).
         actions.pop("delete_selected", None)
@@ -60,12 +63,12 @@ class MessageAdmin(admin.ModelAdmin):
     def delete_model(self, request: HttpRequest, message: Message) -> None:
         # The delete page soft-deletes too: a hard delete would bypass the room stream,
         # and clients would keep showing the message forever.
-        delete_message(message=message, actor=request.user, can_moderate=True)
+        delete_message(message=message, actor=signed_in(request), can_moderate=True)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # messages come from users; announcements from the room actions
 
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+    def has_change_permission(self, request: HttpRequest, obj: Message | None = None) -> bool:
         return False if obj is not None else super().has_change_permission(request, obj)
 
     @admin.display(description="content")
@@ -74,9 +77,9 @@ class MessageAdmin(admin.ModelAdmin):
 
     @admin.action(description="Delete (soft; delivered live)")
     def soft_delete(self, request: HttpRequest, queryset: QuerySet[Message]) -> None:
-        done = 0
+        actor, done = signed_in(request), 0
         for message in queryset.filter(deleted=False):
-            delete_message(message=message, actor=request.user, can_moderate=True)
+            delete_message(message=message, actor=actor, can_moderate=True)
             done += 1
         self.message_user(request, f"Deleted {done} message(s).", messages.SUCCESS)
 

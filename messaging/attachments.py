@@ -13,8 +13,8 @@ from django.utils import timezone
 from accounts.models import User
 from chatproject.errors import ChatError, ValidationFailed
 from chatproject.logs import get_logger
+from chatproject.text import clean_text
 from messaging.models import Attachment
-from messaging.services import clean_text
 
 log = get_logger(__name__)
 

@@ -5,7 +5,7 @@ Each subscribed room keeps a floor: the room position up to which this socket ha
 been shown the room's state (by the `join` answer and the replay of `after`). Live events
 at or below the floor are dropped, so a join with `after` shows every change once.
 
-Events reach the socket through `messaging.hub` (`deliver`), not through a channel-layer
+Events reach the socket through `chatproject.hub` (`deliver`), not through a channel-layer
 channel of its own: the consumer has no channel layer (`channel_layer_alias`).
 """
 
@@ -21,8 +21,11 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from accounts.models import User
+from accounts.presence import online_user_ids, room_user_ids
+from accounts.selectors import get_active_user, user_briefs
 from accounts.tokens import user_for_access_token
-from chatproject import health, metrics, throttle
+from chatproject import events, metrics, throttle
+from chatproject.broadcast import publish, room_group, status_group, user_group
 from chatproject.errors import (
     ChatError,
     Forbidden,
@@ -30,14 +33,16 @@ from chatproject.errors import (
     Unauthenticated,
     ValidationFailed,
 )
+from chatproject.hub import Frame, encode, hub
 from chatproject.logs import get_logger
+from chatproject.transport import CLOSE_RESTARTING, CLOSE_TRY_AGAIN, is_draining
 from messaging import frames, selectors
-from messaging.events import change_event, publish, room_group, status_group, user_group
-from messaging.hub import Frame, encode, hub
 from messaging.origins import header, origin_allowed
-from messaging.sockets import local_sockets, user_brief
+from messaging.sockets import local_sockets
+from messaging.stream import change_frame
 from messaging.writer import group_commit
 from rooms.models import Room
+from rooms.selectors import get_visible_room, unread_count
 from rooms.services import enter_room, mark_read
 
 log = get_logger(__name__)
@@ -50,9 +55,6 @@ MAX_PRESENCE_MEMORY = 10_000
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN_ORIGIN = 4403
 CLOSE_LIMIT = 4429  # kept flooding after `rate_limited`, or too many sockets
-CLOSE_RESTARTING = 1012  # the process is draining: reconnect (to another process)
-CLOSE_TRY_AGAIN = 1013  # the socket could not be set up (Redis failing): try again later
-CLOSE_TOO_SLOW = 4408  # the client did not read: its bounded outgoing buffer overflowed
 # Frames refused with `rate_limited` in a row before the socket is closed with 4429.
 FLOOD_TOLERANCE = 10
 # Posts of one socket queued before it stops reading frames until the oldest is answered.
@@ -69,9 +71,6 @@ class ServiceUnavailable(ChatError):
     default_message = "The server cannot store this right now; try again."
 
 
-_user_data = user_brief
-
-
 # Database work, run in Channels' thread pool. Each is a selector or service call.
 
 
@@ -86,24 +85,21 @@ def _room_position(room_id: int) -> int:
 
 
 @database_sync_to_async
-def _replay_batch(room: Room, after: int, viewer_id: int) -> tuple[list[dict[str, Any]], bool]:
+def _replay_batch(
+    room: Room, after: int, viewer_id: int
+) -> tuple[list[events.MessageFrame | events.MessageDeleted], bool]:
     changes, has_more = selectors.changes_after(room=room, after=after, limit=REPLAY_BATCH)
-    return [change_event(message, viewer_id=viewer_id) for message in changes], has_more
+    return [change_frame(message, viewer_id=viewer_id) for message in changes], has_more
 
 
 @database_sync_to_async
-def _room_users(room_id: int) -> list[dict[str, Any]]:
-    from accounts.presence import room_user_ids
-    from accounts.selectors import user_briefs
-
+def _room_users(room_id: int) -> list[events.UserBrief]:
     briefs = user_briefs(room_user_ids(room_id))
     return [briefs[uid] for uid in sorted(briefs)]
 
 
 @database_sync_to_async
 def _mark_read(user: User, room_id: int, message_id: int) -> dict[str, Any]:
-    from rooms.selectors import get_visible_room, unread_count
-
     room = get_visible_room(room_id=room_id, user=user)
     membership = mark_read(room=room, user=user, message_id=message_id)
     return {
@@ -113,18 +109,15 @@ def _mark_read(user: User, room_id: int, message_id: int) -> dict[str, Any]:
 
 
 @database_sync_to_async
-def _status_of(user_id: int) -> dict[str, Any]:
-    from accounts.presence import online_user_ids
-    from accounts.selectors import get_active_user
-
+def _status_of(user_id: int) -> events.UserStatus:
     user = get_active_user(user_id=user_id)
     last_seen = user.last_seen.isoformat().replace("+00:00", "Z") if user.last_seen else None
-    return {
-        "user_id": user.pk,
-        "username": user.username,
-        "is_online": user.pk in online_user_ids([user.pk]),
-        "last_seen": last_seen,
-    }
+    return events.user_status(
+        user_id=user.pk,
+        username=user.username,
+        is_online=user.pk in online_user_ids([user.pk]),
+        last_seen=last_seen,
+    )
 
 
 _typing_allowed = sync_to_async(
@@ -143,7 +136,7 @@ def _authenticate(token: object) -> tuple[User, int]:
 class ChatConsumer(AsyncWebsocketConsumer):
     # No alias names a configured layer, so Channels gives the socket no channel (and no
     # per-socket layer reads): events arrive through the hub.
-    channel_layer_alias = "none: events come from messaging.hub"
+    channel_layer_alias = "none: events come from chatproject.hub"
     user: User | None = None
 
     async def connect(self) -> None:
@@ -160,10 +153,11 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self._refused = 0  # frames refused with `rate_limited` in a row
         self._posting: list[asyncio.Task] = []  # posts not answered yet, in order
         self._timers: list[asyncio.TimerHandle] = []
+        self._running: set[asyncio.Task] = set()  # tasks the timers started
         self._expiry: asyncio.TimerHandle | None = None
         await self.accept()
 
-        if health.draining:
+        if is_draining():
             await self.close(code=CLOSE_RESTARTING)
             return
         if not origin_allowed(self.scope):
@@ -204,6 +198,13 @@ class ChatConsumer(AsyncWebsocketConsumer):
             duration_ms=int((time.monotonic() - self.connected_at) * 1000),
         )
 
+    @property
+    def me(self) -> User:
+        """The socket's user: frames other than `authenticate`, and events, reach a socket
+        only once it has one."""
+        assert self.user is not None
+        return self.user
+
     # ------------------------------------------------------------------ session
 
     async def _start(self, user: User, *, expires: int | None, ref=None) -> None:
@@ -231,7 +232,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             return
         self._expire_at(expires)
         log.info("ws_connected", user_id=user.pk, path=self.scope.get("path"))
-        await self.send_frame({"type": "authenticated", "user": _user_data(user), "ref": ref})
+        await self.send_frame(events.authenticated(user=events.user_brief(user), ref=ref))
         room_id = self.scope["url_route"]["kwargs"].get("room_id")
         if room_id is not None:
             try:
@@ -243,8 +244,16 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 await self.send_error(ServiceUnavailable(), None)
 
     def _later(self, delay: float, callback) -> asyncio.TimerHandle:
+        """Run `callback()` after `delay` seconds, keeping a reference to its task (the
+        event loop keeps only weak ones: an unreferenced task can be collected midway)."""
         loop = asyncio.get_running_loop()
-        return loop.call_later(delay, lambda: loop.create_task(callback()))
+
+        def start() -> None:
+            task = loop.create_task(callback())
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
+
+        return loop.call_later(delay, start)
 
     def _expire_at(self, expires: int | None) -> None:
         """Close the socket when its access token expires (re-authenticating moves this)."""
@@ -328,7 +337,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             raise Forbidden("A socket cannot change its user; open a new one.")
         else:
             self._expire_at(expires)
-            await self.send_frame({"type": "authenticated", "user": _user_data(user), "ref": ref})
+            await self.send_frame(events.authenticated(user=events.user_brief(user), ref=ref))
 
     async def on_join(self, frame: dict[str, Any], ref) -> None:
         room_id = frames.integer(frame, "room", minimum=1)
@@ -336,7 +345,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self._join(room_id, after=after, ref=ref)
 
     async def _join(self, room_id: int, *, after: int | None, ref) -> None:
-        room = await _enter_room(self.user, room_id)
+        room = await _enter_room(self.me, room_id)
         # Live events of the room wait until the answer and the replay are out; then those
         # above the floor follow, so the socket sees each change once and in order.
         self._held.setdefault(room.pk, [])
@@ -347,11 +356,11 @@ class ChatConsumer(AsyncWebsocketConsumer):
             floor = await _room_position(room.pk)
             first_join = room.pk not in self.rooms
             self.rooms[room.pk] = max(self.rooms.get(room.pk, 0), floor)
-            await self.send_frame({"type": "ack", "ref": ref, "room": room.pk, "pos": floor})
+            await self.send_frame(events.ack(ref, room=room.pk, pos=floor))
             if first_join:
                 await local_sockets.enter_room(self, room.pk)
             users = await _room_users(room.pk)
-            await self.send_frame({"type": "room_users", "room": room.pk, "users": users})
+            await self.send_frame(events.room_users(room=room.pk, users=users))
             if after is not None and after < floor:
                 await self._replay(room, after)
         finally:
@@ -362,7 +371,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def _replay(self, room: Room, after: int) -> None:
         metrics.RECOVERIES.inc()
         while True:
-            batch, has_more = await _replay_batch(room, after, self.user.pk)
+            batch, has_more = await _replay_batch(room, after, self.me.pk)
             metrics.RECOVERED_FRAMES.inc(len(batch))
             for event in batch:
                 await self.send_frame(event)
@@ -374,7 +383,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def on_leave(self, frame: dict[str, Any], ref) -> None:
         room_id = frames.integer(frame, "room", minimum=1)
         await self._unsubscribe(room_id)
-        await self.send_frame({"type": "ack", "ref": ref, "room": room_id})
+        await self.send_frame(events.ack(ref, room=room_id))
 
     async def _unsubscribe(self, room_id: int) -> bool:
         if self.rooms.pop(room_id, None) is None:
@@ -388,7 +397,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         stored together (`messaging.writer`), and answered in the order they were sent."""
         room_id = frames.integer(frame, "room", minimum=1)
         data = {k: v for k, v in frame.items() if k not in ("type", "ref", "room")}
-        stored = group_commit.submit(room_id, self.user, data)
+        stored = group_commit.submit(room_id, self.me, data)
         previous = self._posting[-1] if self._posting else None
         answer = asyncio.ensure_future(self._answer_post(stored, previous, room_id, ref))
         self._posting.append(answer)
@@ -406,7 +415,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             if isinstance(outcome, ChatError):
                 raise outcome
             await hub.forwarded()  # acked means published to every process, not only stored
-            await self.send_frame({"type": "ack", "ref": ref, "room": room_id, "message": outcome})
+            await self.send_frame(events.ack(ref, room=room_id, message=outcome))
             self._refused = 0
         except Exception as exc:
             await self._answer_error(exc, ref)
@@ -418,24 +427,25 @@ class ChatConsumer(AsyncWebsocketConsumer):
             raise Forbidden("Join the room before typing in it.")
         # "Stopped typing" always goes out (and the next start is news again);
         # "typing" at most once per TYPING_EVERY.
-        key = f"typing:{room_id}:{self.user.pk}"
+        key = f"typing:{room_id}:{self.me.pk}"
         if not is_typing:
             await _typing_stopped(key)
-        elif not await _typing_allowed(key):
-            return
-        event = {
-            "type": "typing",
-            "room": room_id,
-            "user": _user_data(self.user),
-            "is_typing": is_typing,
-        }
-        publish(room_group(room_id), event)
+            relay = True
+        else:
+            relay = await _typing_allowed(key)
+        if relay:
+            user = events.user_brief(self.me)
+            publish(
+                room_group(room_id), events.typing(room=room_id, user=user, is_typing=is_typing)
+            )
+        if ref is not None:  # typing is frequent: answered only when the client asks
+            await self.send_frame(events.ack(ref, room=room_id))
 
     async def on_read(self, frame: dict[str, Any], ref) -> None:
         room_id = frames.integer(frame, "room", minimum=1)
         message_id = frames.integer(frame, "message_id", minimum=1)
-        state = await _mark_read(self.user, room_id, message_id)
-        await self.send_frame({"type": "ack", "ref": ref, "room": room_id, **state})
+        state = await _mark_read(self.me, room_id, message_id)
+        await self.send_frame(events.ack(ref, room=room_id, **state))
 
     async def on_subscribe_status(self, frame: dict[str, Any], ref) -> None:
         user_id = frames.integer(frame, "user_id", minimum=1)
@@ -446,17 +456,17 @@ class ChatConsumer(AsyncWebsocketConsumer):
             self.status_of.add(user_id)
             await hub.subscribe(status_group(user_id), self)
         self._presence[user_id] = status["is_online"]
-        await self.send_frame({"type": "ack", "ref": ref, **status})
+        await self.send_frame(events.ack(ref, status=status))
 
     async def on_unsubscribe_status(self, frame: dict[str, Any], ref) -> None:
         user_id = frames.integer(frame, "user_id", minimum=1)
         if user_id in self.status_of:
             self.status_of.discard(user_id)
             await hub.unsubscribe(status_group(user_id), self)
-        await self.send_frame({"type": "ack", "ref": ref, "user_id": user_id})
+        await self.send_frame(events.ack(ref, user_id=user_id))
 
     async def on_ping(self, frame: dict[str, Any], ref) -> None:
-        await self.send_frame({"type": "pong", "ref": ref})
+        await self.send_frame(events.pong(ref))
 
     HANDLERS = {
         "authenticate": on_authenticate,
@@ -476,7 +486,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
         # Channels' dispatch first closes stale database connections in the database
         # thread, for every frame; our database calls do that themselves
         # (`database_sync_to_async`), so frames that need no database skip the hop.
-        handler = getattr(self, message["type"].replace(".", "_"), None)
+        kind = message["type"]
+        if kind.startswith("_"):  # as Channels refuses: never a private method
+            raise ValueError(f"Malformed type in message (leading underscore): {kind}")
+        handler = getattr(self, kind.replace(".", "_"), None)
         if handler is None:
             raise ValueError(f"No handler for message type {message['type']}")
         await handler(message)
@@ -494,16 +507,16 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if kind == "room_added":
             await self._send_frame(frame)  # the client fetches the room and joins it
             return
-        room_id = event.get("room")
+        room_id: int = event["room"]  # every other event is of one room
         if room_id in self._held:
             self._held[room_id].append((event, frame))
             return
-        if kind == "typing" and event["user"]["id"] == self.user.pk:
+        if kind == "typing" and event["user"]["id"] == self.me.pk:
             return  # never echo typing to the typist's own sockets
         if kind == "room_revoked":
             if await self._unsubscribe(room_id):
-                user = _user_data(self.user)
-                await self.send_frame({"type": "user_left", "room": room_id, "user": user})
+                user = events.user_brief(self.me)
+                await self.send_frame(events.user_left(room=room_id, user=user))
             return
         floor = self.rooms.get(room_id)
         if floor is None:
@@ -528,9 +541,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     # ----------------------------------------------------------------- output
 
-    async def send_frame(self, frame: dict[str, Any]) -> None:
-        if frame.get("ref", 0) is None:
-            frame = {k: v for k, v in frame.items() if k != "ref"}
+    async def send_frame(self, frame: events.ClientFrame) -> None:
         await self._write(encode(frame))
 
     async def _write(self, text: str) -> None:
@@ -549,9 +560,4 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self._write(frame.text)
 
     async def send_error(self, exc: ChatError, ref) -> None:
-        frame = {"type": "error", **exc.as_dict()}
-        if isinstance(exc, RateLimited):
-            frame["retry_after"] = exc.retry_after
-        if ref is not None:
-            frame["ref"] = ref
-        await self._write(encode(frame))
+        await self._write(encode(events.error(exc, ref)))

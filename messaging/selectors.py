@@ -1,5 +1,6 @@
 """Reads of messages: history pages by `seq`, recovery by `pos`."""
 
+from django.contrib.postgres.search import SearchQuery, SearchRank, SearchVector
 from django.db import connection
 from django.db.models import QuerySet
 
@@ -7,6 +8,7 @@ from accounts.models import User
 from chatproject.errors import NotFound
 from messaging.models import Attachment, Message
 from rooms.models import Room
+from rooms.selectors import can_see, visible_rooms
 
 MAX_PAGE = 200
 
@@ -53,8 +55,6 @@ def room_position(*, room_id: int) -> int:
 
 def get_message_for_user(*, message_id: object, user: User) -> Message:
     """A message in a room the user can see; MessageNotFound otherwise (never 403)."""
-    from rooms.selectors import can_see
-
     try:
         message = with_details(Message.objects.select_related("room")).get(pk=int(message_id))  # type: ignore[call-overload]
     except (Message.DoesNotExist, TypeError, ValueError):
@@ -70,8 +70,6 @@ def search_messages(*, user: User, query: str, room: Room | None = None) -> Quer
     PostgreSQL: full-text search (`simple` configuration, so any language works, ranked,
     served by a GIN index). SQLite: every word must appear (case-insensitive), newest first.
     """
-    from rooms.selectors import visible_rooms
-
     messages = Message.objects.filter(deleted=False).exclude(type=Message.Type.SYSTEM)
     messages = (
         messages.filter(room=room)
@@ -79,14 +77,14 @@ def search_messages(*, user: User, query: str, room: Room | None = None) -> Quer
         else messages.filter(room__in=visible_rooms(user=user).values("pk"))
     )
     if connection.vendor == "postgresql":
-        from django.contrib.postgres.search import SearchQuery, SearchRank, SearchVector
-
         vector = SearchVector("content", config="simple")
         search = SearchQuery(query, config="simple", search_type="websearch")
-        messages = messages.annotate(document=vector, rank=SearchRank(vector, search)).filter(
-            document=search
+        ranked = (
+            messages.annotate(document=vector, rank=SearchRank(vector, search))
+            .filter(document=search)
+            .order_by("-rank", "-pk")
         )
-        return with_details(messages).order_by("-rank", "-pk")
+        return with_details(ranked)
     for word in query.split()[:10]:
         messages = messages.filter(content__icontains=word)
     return with_details(messages).order_by("-pk")
@@ -94,8 +92,6 @@ def search_messages(*, user: User, query: str, room: Room | None = None) -> Quer
 
 def get_attachment_for_user(*, attachment_id: object, user: User) -> Attachment:
     """An attachment the user may download: their own upload, or one in a room they can see."""
-    from rooms.selectors import can_see
-
     try:
         attachment = Attachment.objects.select_related("message__room").get(pk=int(attachment_id))  # type: ignore[call-overload]
     except (Attachment.DoesNotExist, TypeError, ValueError):

@@ -1,6 +1,6 @@
 import json
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from django.core.validators import URLValidator
 from django.urls import reverse
@@ -8,13 +8,13 @@ from django.utils import timezone
 from rest_framework import serializers
 
 from accounts.serializers import UserBriefSerializer
+from chatproject.events import FileData, LinkData, MessageData, MessageType, ReactionData
+from chatproject.text import has_forbidden_chars
 from messaging.models import Attachment, Message
-from messaging.services import (
-    _FORBIDDEN_CHARS,
-    MAX_ATTACHMENT_URLS,
-    MAX_PAYLOAD_BYTES,
-    MAX_TITLE_LENGTH,
-)
+
+MAX_ATTACHMENT_URLS = 10
+MAX_TITLE_LENGTH = 200
+MAX_PAYLOAD_BYTES = 8 * 1024
 
 
 class MessageSerializer(serializers.ModelSerializer):
@@ -23,7 +23,7 @@ class MessageSerializer(serializers.ModelSerializer):
     sender = UserBriefSerializer(read_only=True, allow_null=True)
     attachments = serializers.SerializerMethodField()
     reactions = serializers.SerializerMethodField()
-    reply_to = serializers.PrimaryKeyRelatedField(read_only=True, allow_null=True)
+    reply_to = serializers.PrimaryKeyRelatedField[Message](read_only=True, allow_null=True)
 
     class Meta:
         model = Message
@@ -47,19 +47,21 @@ class MessageSerializer(serializers.ModelSerializer):
         ]
         read_only_fields = fields
 
+    # The two getters document the shape for OpenAPI; `to_representation` answers.
     def get_attachments(self, message: Message) -> list[dict[str, Any]]:
-        return _attachments(message)
+        return cast(list[dict[str, Any]], _attachments(message))
 
     def get_reactions(self, message: Message) -> list[dict[str, Any]]:
-        return _reactions(message, self.context.get("viewer_id"))
+        return cast(list[dict[str, Any]], _reactions(message, self.context.get("viewer_id")))
 
     def to_representation(self, message: Message) -> dict[str, Any]:
         # The declared fields above document the shape (OpenAPI); `message_data` builds it
         # without DRF's per-field machinery, which is most of a post's CPU.
-        return message_data(message, viewer_id=self.context.get("viewer_id"))
+        data = message_data(message, viewer_id=self.context.get("viewer_id"))
+        return cast(dict[str, Any], data)  # a TypedDict is a dict
 
 
-def message_data(message: Message, *, viewer_id: int | None = None) -> dict[str, Any]:
+def message_data(message: Message, *, viewer_id: int | None = None) -> MessageData:
     """A message as REST answers and socket events show it (`MessageSerializer`'s shape).
 
     Reads `message.sender`, `message.files` and `message.reaction_set`: select and
@@ -75,7 +77,7 @@ def message_data(message: Message, *, viewer_id: int | None = None) -> dict[str,
         "sender": None
         if sender is None
         else {"id": sender.pk, "username": sender.username, "display_name": sender.display_name},
-        "type": str(message.type),
+        "type": _TYPES[message.type],
         "content": "" if deleted else message.content,
         "title": None if deleted else message.title,
         "payload": {} if deleted else message.payload,
@@ -83,10 +85,18 @@ def message_data(message: Message, *, viewer_id: int | None = None) -> dict[str,
         "reply_to": message.reply_to_id,
         "client_id": message.client_id,
         "reactions": _reactions(message, viewer_id),
-        "created_at": _iso(message.created_at),
+        "created_at": _iso(message.created_at) or "",
         "edited_at": _iso(message.edited_at),
         "deleted": deleted,
     }
+
+
+# The stored type as the catalogue's literal (a plain `str`, not the model's enum member).
+_TYPES: dict[str, MessageType] = {
+    "text": "text",
+    "system": "system",
+    "announcement": "announcement",
+}
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -97,14 +107,14 @@ def _iso(value: datetime | None) -> str | None:
     return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
-def _attachments(message: Message) -> list[dict[str, Any]]:
+def _attachments(message: Message) -> list[FileData | LinkData]:
     if message.deleted:
         return []
-    files = [attachment_data(a) for a in message.files.all()]
-    return files + [{"url": url} for url in message.attachment_urls]
+    files: list[FileData | LinkData] = [attachment_data(a) for a in message.files.all()]
+    return files + [LinkData(url=url) for url in message.attachment_urls]
 
 
-def _reactions(message: Message, viewer_id: int | None) -> list[dict[str, Any]]:
+def _reactions(message: Message, viewer_id: int | None) -> list[ReactionData]:
     """`[{"emoji", "count", "user_ids"}]` in order of first use, plus `me` when the reader
     is known (`viewer_id`: REST answers and recovery)."""
     by_emoji: dict[str, list[int]] = {}
@@ -112,14 +122,14 @@ def _reactions(message: Message, viewer_id: int | None) -> list[dict[str, Any]]:
         by_emoji.setdefault(reaction.emoji, []).append(reaction.user_id)
     summary = []
     for emoji, user_ids in by_emoji.items():
-        item: dict[str, Any] = {"emoji": emoji, "count": len(user_ids), "user_ids": user_ids}
+        item = ReactionData(emoji=emoji, count=len(user_ids), user_ids=user_ids)
         if viewer_id is not None:
             item["me"] = viewer_id in user_ids
         summary.append(item)
     return summary
 
 
-def attachment_data(attachment: Attachment) -> dict[str, Any]:
+def attachment_data(attachment: Attachment) -> FileData:
     return {
         "id": attachment.pk,
         "url": reverse("attachment-file", args=[attachment.pk]),
@@ -141,28 +151,12 @@ class AttachmentSerializer(serializers.ModelSerializer):
         return attachment_data(attachment)["url"]
 
 
-def _has_forbidden_chars(value: Any) -> bool:
-    """A NUL (PostgreSQL refuses it in JSON) or a lone surrogate (not UTF-8) in any key or
-    string of a JSON value: the characters `services.clean_text` refuses in content."""
-    stack = [value]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, dict):
-            stack.extend(node.keys())
-            stack.extend(node.values())
-        elif isinstance(node, list):
-            stack.extend(node)
-        elif isinstance(node, str) and _FORBIDDEN_CHARS.search(node):
-            return True
-    return False
-
-
 class _StrictJSONObject(serializers.JSONField):
     def to_internal_value(self, data: Any) -> Any:
         data = super().to_internal_value(data)
         if not isinstance(data, dict):
             raise serializers.ValidationError("Must be a JSON object.")
-        if _has_forbidden_chars(data):
+        if has_forbidden_chars(data):
             raise serializers.ValidationError("Contains a NUL or a lone surrogate character.")
         if len(json.dumps(data, ensure_ascii=False).encode()) > MAX_PAYLOAD_BYTES:
             raise serializers.ValidationError(f"Must be at most {MAX_PAYLOAD_BYTES} bytes.")

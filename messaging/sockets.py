@@ -15,24 +15,24 @@ entries of processes that died, instead of one timer per socket.
 
 import asyncio
 import contextvars
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.utils import timezone
 
+from accounts.models import User
 from accounts.presence import ONLINE, presence, room_key, user_key
 from accounts.selectors import user_briefs
 from accounts.services import mark_seen
-from chatproject import metrics
+from chatproject import events, metrics
+from chatproject.broadcast import publish, room_group, status_group
 from chatproject.logs import get_logger
 from messaging import stats
-from messaging.events import publish, room_group, status_group
 from rooms.selectors import user_room_ids
 
-if TYPE_CHECKING:
-    from accounts.models import User
+if TYPE_CHECKING:  # the consumer registers itself here: a runtime import would be a cycle
     from messaging.consumers import ChatConsumer
 
 log = get_logger(__name__)
@@ -50,10 +50,6 @@ _publish_stats = sync_to_async(
 )
 
 
-def user_brief(user: "User") -> dict[str, Any]:
-    return {"id": user.pk, "username": user.username, "display_name": user.display_name}
-
-
 class LocalSockets:
     def __init__(self) -> None:
         self._sockets: set[ChatConsumer] = set()
@@ -68,7 +64,7 @@ class LocalSockets:
     async def add(self, consumer: "ChatConsumer") -> bool:
         """Register an authenticated socket. False (and nothing recorded) when the user
         already holds MAX_SOCKETS_PER_USER sockets over all processes."""
-        key = user_key(consumer.user.pk)
+        key = user_key(consumer.me.pk)
         count = await _store("enter", key, consumer.socket_id)
         if count > settings.MAX_SOCKETS_PER_USER:
             await _store("exit", key, consumer.socket_id)
@@ -82,7 +78,7 @@ class LocalSockets:
             )
         await _publish_stats(len(self._sockets))
         if count == 1:
-            await announce_online(consumer.user)
+            await announce_online(consumer.me)
         return True
 
     async def remove(self, consumer: "ChatConsumer") -> None:
@@ -95,8 +91,8 @@ class LocalSockets:
             await _publish_stats(len(self._sockets))
             for room_id in list(consumer.rooms):
                 await self.leave_room(consumer, room_id)
-            if await _store("exit", user_key(consumer.user.pk), consumer.socket_id):
-                await announce_offline(consumer.user.pk, consumer.user.username)
+            if await _store("exit", user_key(consumer.me.pk), consumer.socket_id):
+                await announce_offline(consumer.me.pk, consumer.me.username)
         finally:
             self._leaving -= 1
 
@@ -106,17 +102,17 @@ class LocalSockets:
             await consumer.close(code=code)
 
     async def enter_room(self, consumer: "ChatConsumer", room_id: int) -> None:
-        if await _store("enter", room_key(room_id, consumer.user.pk), consumer.socket_id) == 1:
+        if await _store("enter", room_key(room_id, consumer.me.pk), consumer.socket_id) == 1:
             publish(
                 room_group(room_id),
-                {"type": "user_joined", "room": room_id, "user": user_brief(consumer.user)},
+                events.user_joined(room=room_id, user=events.user_brief(consumer.me)),
             )
 
     async def leave_room(self, consumer: "ChatConsumer", room_id: int) -> None:
-        if await _store("exit", room_key(room_id, consumer.user.pk), consumer.socket_id):
+        if await _store("exit", room_key(room_id, consumer.me.pk), consumer.socket_id):
             publish(
                 room_group(room_id),
-                {"type": "user_left", "room": room_id, "user": user_brief(consumer.user)},
+                events.user_left(room=room_id, user=events.user_brief(consumer.me)),
             )
 
     async def _beat(self) -> None:
@@ -124,9 +120,9 @@ class LocalSockets:
             await asyncio.sleep(settings.PRESENCE_TTL / 3)
             entries = []
             for socket in list(self._sockets):
-                entries.append((user_key(socket.user.pk)[0], socket.socket_id))
+                entries.append((user_key(socket.me.pk)[0], socket.socket_id))
                 entries.extend(
-                    (room_key(r, socket.user.pk)[0], socket.socket_id) for r in socket.rooms
+                    (room_key(r, socket.me.pk)[0], socket.socket_id) for r in socket.rooms
                 )
             try:
                 await _store("renew", entries)
@@ -136,16 +132,15 @@ class LocalSockets:
                 log.exception("presence_heartbeat_failed", sockets=len(self._sockets))
 
 
-async def announce_online(user: "User") -> None:
+async def announce_online(user: User) -> None:
     await _announce(
         user.pk,
-        {
-            "type": "user_online",
-            "user_id": user.pk,
-            "username": user.username,
-            "is_online": True,
-            "last_seen": _iso(user.last_seen),
-        },
+        events.user_status(
+            user_id=user.pk,
+            username=user.username,
+            is_online=True,
+            last_seen=_iso(user.last_seen),
+        ),
     )
 
 
@@ -154,17 +149,13 @@ async def announce_offline(user_id: int, username: str) -> None:
     await database_sync_to_async(mark_seen)(user_id=user_id, at=seen)
     await _announce(
         user_id,
-        {
-            "type": "user_offline",
-            "user_id": user_id,
-            "username": username,
-            "is_online": False,
-            "last_seen": _iso(seen),
-        },
+        events.user_status(
+            user_id=user_id, username=username, is_online=False, last_seen=_iso(seen)
+        ),
     )
 
 
-async def _announce(user_id: int, event: dict[str, Any]) -> None:
+async def _announce(user_id: int, event: events.UserStatus) -> None:
     """To the user's status subscribers and to every room the user belongs to."""
     publish(status_group(user_id), event)
     for room_id in await database_sync_to_async(user_room_ids)(user_id=user_id):
@@ -186,8 +177,9 @@ async def sweep() -> None:
         return
     briefs = await database_sync_to_async(user_briefs)({*gone, *(u for _, u in left)})
     for room_id, user_id in left:
-        user = briefs.get(user_id, {"id": user_id})
-        publish(room_group(room_id), {"type": "user_left", "room": room_id, "user": user})
+        # A user deleted meanwhile is still named by id.
+        user = briefs.get(user_id) or events.UserBrief(id=user_id, username="", display_name="")
+        publish(room_group(room_id), events.user_left(room=room_id, user=user))
     for user_id in gone:
         await announce_offline(user_id, briefs.get(user_id, {}).get("username", ""))
 

@@ -18,6 +18,8 @@ from django.utils import timezone
 
 from accounts.presence import online_user_ids
 from chatproject.redis_client import connect
+from messaging.models import Message
+from rooms.models import Room
 
 STARTED = time.time()
 PROCESS_ID = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
@@ -29,7 +31,8 @@ def _redis():
 
 
 def _key() -> str:
-    return f"{settings.CHANNEL_LAYERS['default']['CONFIG']['prefix']}:stats:processes"
+    layer: dict[str, Any] = settings.CHANNEL_LAYERS["default"]
+    return f"{layer['CONFIG']['prefix']}:stats:processes"
 
 
 def publish(*, connections: int) -> None:
@@ -65,9 +68,6 @@ def _process_lines() -> list[dict[str, Any]]:
 
 
 def collect(*, per_process: bool = False) -> dict[str, Any]:
-    from messaging.models import Message
-    from rooms.models import Room
-
     lines = _process_lines()
     figures: dict[str, Any] = {
         "connections": sum(line["connections"] for line in lines),

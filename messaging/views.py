@@ -1,3 +1,5 @@
+from typing import Any, overload
+
 from django.conf import settings
 from django.http import FileResponse
 from drf_spectacular.types import OpenApiTypes
@@ -8,8 +10,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.auth import signed_in
+from accounts.models import User
 from chatproject.errors import ValidationFailed
-from messaging import attachments, selectors, services, stats
+from messaging import attachments, changes, posting, selectors, stats
+from messaging.models import Message
 from messaging.serializers import (
     AttachmentSerializer,
     MessageCreateSerializer,
@@ -20,10 +25,18 @@ from messaging.serializers import (
     SearchPageSerializer,
     StatsSerializer,
 )
-from rooms.selectors import get_room_for_member, get_visible_room
+from rooms.selectors import can_moderate, get_room_for_member, get_visible_room
 
 
-def _int_param(request: Request, name: str, *, default: int | None, low: int, high: int | None):
+@overload
+def _int_param(request: Request, name: str, *, default: int, low: int, high: int | None) -> int: ...
+@overload
+def _int_param(
+    request: Request, name: str, *, default: None, low: int, high: int | None
+) -> int | None: ...
+def _int_param(
+    request: Request, name: str, *, default: int | None, low: int, high: int | None
+) -> int | None:
     raw = request.query_params.get(name)
     if raw is None or raw == "":
         return default
@@ -49,7 +62,8 @@ class RoomMessagesView(APIView):
         responses=MessagePageSerializer,
     )
     def get(self, request: Request, room_id: int) -> Response:
-        room = get_visible_room(room_id=room_id, user=request.user)
+        user = signed_in(request)
+        room = get_visible_room(room_id=room_id, user=user)
         limit = _int_param(request, "limit", default=50, low=1, high=selectors.MAX_PAGE)
         before = _int_param(request, "before", default=None, low=1, high=None)
         after = _int_param(request, "after", default=None, low=0, high=None)
@@ -60,9 +74,7 @@ class RoomMessagesView(APIView):
         else:
             messages, has_more = selectors.history_page(room=room, before=before, limit=limit)
         body = {
-            "results": MessageSerializer(
-                messages, many=True, context={"viewer_id": request.user.pk}
-            ).data,
+            "results": MessageSerializer(messages, many=True, context={"viewer_id": user.pk}).data,
             "has_more": has_more,
             "pos": selectors.room_position(room_id=room.pk),
         }
@@ -75,9 +87,10 @@ class RoomMessagesView(APIView):
         "A retry with the same client_id answers 200 with the first message.",
     )
     def post(self, request: Request, room_id: int) -> Response:
-        room, _ = get_room_for_member(room_id=room_id, user=request.user)
-        message, created = services.post_message_from_input(
-            room=room, author=request.user, data=request.data
+        user = signed_in(request)
+        room, _ = get_room_for_member(room_id=room_id, user=user)
+        message, created = posting.post_message_from_input(
+            room=room, author=user, data=request.data
         )
         return Response(
             _render(message, request),
@@ -85,41 +98,43 @@ class RoomMessagesView(APIView):
         )
 
 
-def _moderates(message, user) -> bool:
-    from rooms.selectors import can_moderate
-
+def _moderates(message: Message, user: User) -> bool:
     return can_moderate(room=message.room, user=user)
 
 
 class MessageDetailView(APIView):
     @extend_schema(request=MessageEditSerializer, responses=MessageSerializer)
     def patch(self, request: Request, message_id: int) -> Response:
-        message = selectors.get_message_for_user(message_id=message_id, user=request.user)
+        user = signed_in(request)
+        message = selectors.get_message_for_user(message_id=message_id, user=user)
         data = MessageEditSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        message = services.edit_message(
-            message=message, editor=request.user, content=data.validated_data["content"]
+        message = changes.edit_message(
+            message=message, editor=user, content=data.validated_data["content"]
         )
         return Response(_render(message, request))
 
     @extend_schema(responses=MessageSerializer)
     def delete(self, request: Request, message_id: int) -> Response:
-        message = selectors.get_message_for_user(message_id=message_id, user=request.user)
-        message = services.delete_message(
-            message=message, actor=request.user, can_moderate=_moderates(message, request.user)
+        user = signed_in(request)
+        message = selectors.get_message_for_user(message_id=message_id, user=user)
+        message = changes.delete_message(
+            message=message, actor=user, can_moderate=_moderates(message, user)
         )
         return Response(_render(message, request))
 
 
-def _render(message, request: Request) -> dict:
-    fresh = selectors.get_message_for_user(message_id=message.pk, user=request.user)
-    return MessageSerializer(fresh, context={"viewer_id": request.user.pk}).data
+def _render(message: Message, request: Request) -> dict[str, Any]:
+    user = signed_in(request)
+    fresh = selectors.get_message_for_user(message_id=message.pk, user=user)
+    return MessageSerializer(fresh, context={"viewer_id": user.pk}).data
 
 
-def _member_message(request: Request, message_id: int):
+def _member_message(request: Request, message_id: int) -> Message:
     """A message the user may react to: in a room they are a member of (or staff)."""
-    message = selectors.get_message_for_user(message_id=message_id, user=request.user)
-    get_room_for_member(room_id=message.room_id, user=request.user)
+    user = signed_in(request)
+    message = selectors.get_message_for_user(message_id=message_id, user=user)
+    get_room_for_member(room_id=message.room_id, user=user)
     return message
 
 
@@ -129,8 +144,8 @@ class ReactionsView(APIView):
         message = _member_message(request, message_id)
         data = ReactionSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        added = services.add_reaction(
-            message=message, user=request.user, emoji=data.validated_data["emoji"]
+        added = changes.add_reaction(
+            message=message, user=signed_in(request), emoji=data.validated_data["emoji"]
         )
         code = status.HTTP_201_CREATED if added else status.HTTP_200_OK
         return Response(_render(message, request), status=code)
@@ -140,7 +155,7 @@ class ReactionDetailView(APIView):
     @extend_schema(responses=MessageSerializer)
     def delete(self, request: Request, message_id: int, emoji: str) -> Response:
         message = _member_message(request, message_id)
-        services.remove_reaction(message=message, user=request.user, emoji=emoji)
+        changes.remove_reaction(message=message, user=signed_in(request), emoji=emoji)
         return Response(_render(message, request))
 
 
@@ -155,6 +170,7 @@ class SearchView(APIView):
         responses=SearchPageSerializer,
     )
     def get(self, request: Request) -> Response:
+        user = signed_in(request)
         query = request.query_params.get("q", "").strip()
         if not query:
             raise ValidationFailed("q is required.", fields={"q": ["This field is required."]})
@@ -162,17 +178,17 @@ class SearchView(APIView):
             raise ValidationFailed("q is too long.", fields={"q": ["At most 200 characters."]})
         room = None
         if request.query_params.get("room"):
-            room = get_visible_room(room_id=request.query_params["room"], user=request.user)
+            room = get_visible_room(room_id=request.query_params["room"], user=user)
         limit = _int_param(request, "limit", default=50, low=1, high=selectors.MAX_PAGE)
         offset = _int_param(request, "offset", default=0, low=0, high=10_000)
-        found = selectors.search_messages(user=request.user, query=query, room=room)
+        found = selectors.search_messages(user=user, query=query, room=room)
         page = list(found[offset : offset + limit + 1])
         next_url = None
         if len(page) > limit:
             params = request.query_params.copy()
             params["offset"] = str(offset + limit)
             next_url = request.build_absolute_uri(f"{request.path}?{params.urlencode()}")
-        context = {"viewer_id": request.user.pk}
+        context = {"viewer_id": user.pk}
         results = MessageSerializer(page[:limit], many=True, context=context).data
         return Response({"results": results, "next": next_url})
 
@@ -196,14 +212,15 @@ class AttachmentUploadView(APIView):
             raise attachments.UploadTooLarge(
                 f"The file is larger than {settings.MAX_UPLOAD_MB} MB."
             )
-        services.check_send_rate(user=request.user)
+        user = signed_in(request)
+        posting.check_send_rate(user=user)
         upload = request.FILES.get("file")
         if upload is None:
             raise ValidationFailed(
                 "Send the file as multipart field `file`.",
                 fields={"file": ["No file was submitted."]},
             )
-        attachment = attachments.store_attachment(uploader=request.user, upload=upload)
+        attachment = attachments.store_attachment(uploader=user, upload=upload)
         return Response(AttachmentSerializer(attachment).data, status=status.HTTP_201_CREATED)
 
 
@@ -213,7 +230,7 @@ class AttachmentFileView(APIView):
     @extend_schema(responses={(200, "*/*"): OpenApiTypes.BINARY})
     def get(self, request: Request, attachment_id: int) -> FileResponse:
         attachment = selectors.get_attachment_for_user(
-            attachment_id=attachment_id, user=request.user
+            attachment_id=attachment_id, user=signed_in(request)
         )
         inline = attachment.content_type in attachments.INLINE_TYPES
         response = FileResponse(
@@ -231,4 +248,4 @@ class AttachmentFileView(APIView):
 class StatsView(APIView):
     @extend_schema(responses=StatsSerializer)
     def get(self, request: Request) -> Response:
-        return Response(stats.collect(per_process=request.user.is_staff))
+        return Response(stats.collect(per_process=signed_in(request).is_staff))

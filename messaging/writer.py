@@ -4,7 +4,7 @@ All database work of a process runs in one thread (Channels' `database_sync_to_a
 and each stored message used to cost a transaction of its own: the room lock, the retry
 lookup, the position update, the insert and the commit, one round trip each. Here the
 posts to a room that arrive while the room's previous batch is being stored wait for the
-next one, and a batch is one call of `services.post_batch`: one transaction for up to
+next one, and a batch is one call of `posting.post_batch`: one transaction for up to
 MAX_BATCH messages. Under light load a batch holds one post and nothing waits longer than
 it did before; under heavy load the cost per message falls with the batch size.
 """
@@ -17,11 +17,11 @@ from channels.db import database_sync_to_async
 from accounts.models import User
 from chatproject import metrics
 from chatproject.errors import ChatError
-from messaging import services
+from messaging import posting
 
 MAX_BATCH = 100
 
-_post_batch = database_sync_to_async(services.post_batch)
+_post_batch = database_sync_to_async(posting.post_batch)
 
 
 class GroupCommit:

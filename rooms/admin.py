@@ -1,6 +1,8 @@
 """The room-management panel. Every action goes through the same services as the API,
 so what an operator does here reaches the sockets exactly as an API call would."""
 
+from typing import TYPE_CHECKING, Any, TypedDict
+
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
@@ -10,11 +12,21 @@ from django.db.models.functions import Coalesce
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
+from accounts.auth import signed_in
 from chatproject.errors import ChatError
+from messaging.changes import purge_messages
 from messaging.models import Message
-from messaging.services import post_message
+from messaging.posting import post_message
 from rooms import selectors, services
 from rooms.models import Membership, Room
+
+if TYPE_CHECKING:  # django-stubs-ext is a test dependency; annotations only
+    from django_stubs_ext import WithAnnotations
+
+
+class _Counts(TypedDict):
+    member_count: int
+    message_count: int
 
 
 class MembershipInline(admin.TabularInline):
@@ -93,7 +105,7 @@ class RoomAdmin(admin.ModelAdmin):
     actions = ["archive", "unarchive", "post_announcement", "purge_messages"]
     list_per_page = 50
 
-    def get_queryset(self, request: HttpRequest) -> QuerySet[Room]:
+    def get_queryset(self, request: HttpRequest) -> "QuerySet[WithAnnotations[Room, _Counts]]":
         return (
             super()
             .get_queryset(request)
@@ -107,11 +119,11 @@ class RoomAdmin(admin.ModelAdmin):
         return RoomChangeList
 
     @admin.display(ordering="member_count", description="members")
-    def member_count(self, room: Room) -> int:
+    def member_count(self, room: "WithAnnotations[Room, _Counts]") -> int:
         return room.member_count
 
     @admin.display(ordering="message_count", description="messages")
-    def message_count(self, room: Room) -> int:
+    def message_count(self, room: "WithAnnotations[Room, _Counts]") -> int:
         return room.message_count
 
     @admin.display(description="online")
@@ -133,7 +145,7 @@ class RoomAdmin(admin.ModelAdmin):
             kwargs["choices"] = [(k.value, k.label) for k in (Room.Kind.PUBLIC, Room.Kind.PRIVATE)]
         return super().formfield_for_choice_field(db_field, request, **kwargs)
 
-    def save_model(self, request, room: Room, form, change: bool) -> None:
+    def save_model(self, request: HttpRequest, room: Room, form: Any, change: bool) -> None:
         if not change:
             created = services.create_room(
                 creator=room.created_by,
@@ -146,7 +158,7 @@ class RoomAdmin(admin.ModelAdmin):
         data = form.cleaned_data
         services.update_room(
             room=room,
-            actor=request.user,
+            actor=signed_in(request),
             name=data["name"] if "name" in form.changed_data else None,
             description=data["description"] if "description" in form.changed_data else None,
             is_archived=data["is_archived"] if "is_archived" in form.changed_data else None,
@@ -158,7 +170,7 @@ class RoomAdmin(admin.ModelAdmin):
             return
         # Memberships change through the services, so they post their system notices
         # and a removed member's sockets leave the room at once.
-        room, actor = form.instance, request.user
+        room, actor = form.instance, signed_in(request)
         saved = formset.save(commit=False)
         for membership in formset.deleted_objects:
             self._run(request, services.remove_member, room=room, actor=actor, user=membership.user)
@@ -183,12 +195,13 @@ class RoomAdmin(admin.ModelAdmin):
             return False
         return super().has_delete_permission(request, obj)
 
-    def delete_model(self, request, room: Room) -> None:
-        self._run(request, services.delete_room, room=room, actor=request.user)
+    def delete_model(self, request: HttpRequest, room: Room) -> None:
+        self._run(request, services.delete_room, room=room, actor=signed_in(request))
 
-    def delete_queryset(self, request, queryset: QuerySet[Room]) -> None:
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Room]) -> None:
+        actor = signed_in(request)
         for room in queryset:
-            self._run(request, services.delete_room, room=room, actor=request.user)
+            self._run(request, services.delete_room, room=room, actor=actor)
 
     def _run(self, request: HttpRequest, service, **kwargs) -> bool:
         try:
@@ -200,16 +213,18 @@ class RoomAdmin(admin.ModelAdmin):
 
     @admin.action(description="Archive (read-only)")
     def archive(self, request: HttpRequest, queryset: QuerySet[Room]) -> None:
+        actor = signed_in(request)
         done = sum(
-            self._run(request, services.update_room, room=r, actor=request.user, is_archived=True)
+            self._run(request, services.update_room, room=r, actor=actor, is_archived=True)
             for r in queryset
         )
         self.message_user(request, f"Archived {done} room(s).")
 
     @admin.action(description="Unarchive")
     def unarchive(self, request: HttpRequest, queryset: QuerySet[Room]) -> None:
+        actor = signed_in(request)
         done = sum(
-            self._run(request, services.update_room, room=r, actor=request.user, is_archived=False)
+            self._run(request, services.update_room, room=r, actor=actor, is_archived=False)
             for r in queryset
         )
         self.message_user(request, f"Unarchived {done} room(s).")
@@ -226,7 +241,7 @@ class RoomAdmin(admin.ModelAdmin):
                     request,
                     post_message,
                     room=room,
-                    author=request.user,
+                    author=signed_in(request),
                     type=Message.Type.ANNOUNCEMENT,
                     title=form.cleaned_data["title"] or None,
                     content=form.cleaned_data["content"],
@@ -252,7 +267,7 @@ class RoomAdmin(admin.ModelAdmin):
         if "apply" in request.POST:
             removed = 0
             for room in queryset:
-                removed += services.purge_messages(room=room, actor=request.user)
+                removed += purge_messages(room=room, actor=signed_in(request))
             self.message_user(request, f"Removed {removed} message(s).")
             return None
         return TemplateResponse(

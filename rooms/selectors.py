@@ -12,7 +12,8 @@ from django.db.models.functions import Coalesce
 
 from accounts.models import User
 from accounts.selectors import online_user_ids
-from chatproject.errors import Forbidden, NotFound
+from chatproject.errors import ChatError, Forbidden, NotFound
+from messaging.models import Message  # unread counts are counts of messages (see pyproject)
 from rooms.models import Membership, Room
 
 
@@ -29,10 +30,10 @@ def visible_rooms(*, user: User) -> QuerySet[Room]:
 
 def get_visible_room(*, room_id: object, user: User) -> Room:
     try:
-        room_id = int(room_id)  # type: ignore[call-overload]
+        pk = int(room_id)  # type: ignore[call-overload]
     except (TypeError, ValueError):
         raise RoomNotFound() from None
-    room = Room.objects.filter(pk=room_id).first()
+    room = Room.objects.filter(pk=pk).first()
     if room is None or not can_see(room=room, user=user):
         raise RoomNotFound()
     return room
@@ -45,18 +46,36 @@ def can_see(*, room: Room, user: User) -> bool:
 
 
 def get_membership(*, room: Room, user: User) -> Membership | None:
-    try:  # `get`: no ORDER BY id (see messaging.services._existing)
+    try:  # `get`: no ORDER BY id (see messaging.posting._retries_of)
         return Membership.objects.get(room=room, user=user)
     except Membership.DoesNotExist:
         return None
 
 
+def posting_refusal(*, room: Room, user: User, is_member: bool) -> ChatError | None:
+    """Why `user` may not post in (or otherwise act as a member of) `room`; None when they
+    may. The rule, for every caller: members and staff may; an outsider of a public room
+    must join first; a private or direct room stays invisible to outsiders (404)."""
+    if is_member or user.is_staff:
+        return None
+    if room.kind == Room.Kind.PUBLIC:
+        return Forbidden("Join the room first.")
+    return RoomNotFound()
+
+
+def member_ids(*, room: Room, user_ids: Iterable[int]) -> set[int]:
+    """Which of these users are members of the room, in one query."""
+    members = Membership.objects.filter(room=room, user_id__in=set(user_ids))
+    return set(members.values_list("user_id", flat=True))
+
+
 def get_room_for_member(*, room_id: object, user: User) -> tuple[Room, Membership | None]:
-    """A room the user may post in: a member, or staff. Raises RoomNotFound / Forbidden."""
+    """A room the user may post in (`posting_refusal`). Raises RoomNotFound / Forbidden."""
     room = get_visible_room(room_id=room_id, user=user)
     membership = get_membership(room=room, user=user)
-    if membership is None and not user.is_staff:
-        raise Forbidden("Join the room first.")
+    refusal = posting_refusal(room=room, user=user, is_member=membership is not None)
+    if refusal is not None:
+        raise refusal
     return room, membership
 
 
@@ -72,8 +91,6 @@ def get_room_for_manager(*, room_id: object, user: User) -> tuple[Room, Membersh
 def rooms_for_listing(*, user: User, base: QuerySet[Room] | None = None) -> QuerySet[Room]:
     """Rooms annotated with member_count, my_role and unread_count, in one query."""
     mine = Membership.objects.filter(room=OuterRef("pk"), user=user)
-    from messaging.models import Message  # messaging depends on rooms, not the reverse
-
     unread = (
         Message.objects.filter(room=OuterRef("pk"), seq__gt=OuterRef("my_last_read"))
         .exclude(sender=user)
@@ -127,8 +144,6 @@ def user_room_ids(*, user_id: int) -> list[int]:
 
 
 def unread_count(*, membership: Membership) -> int:
-    from messaging.models import Message
-
     return (
         Message.objects.filter(room_id=membership.room_id, seq__gt=membership.last_read_pos)
         .exclude(sender_id=membership.user_id)

@@ -9,10 +9,17 @@ from django.db import IntegrityError, transaction
 from django.utils.text import slugify
 
 from accounts.models import User
-from chatproject.errors import Forbidden, ValidationFailed
-from messaging import events
-from messaging.services import clean_text, lock_room, post_system_message
+from chatproject import events
+from chatproject.broadcast import broadcast_room_event, broadcast_user_event
+from chatproject.errors import Forbidden, NotFound, ValidationFailed
+from chatproject.text import clean_text
+
+# Membership, name and archive changes are notices in the room's stream (see pyproject's
+# import contracts); read markers point at messages' positions.
+from messaging.models import Message
+from messaging.stream import lock_room, post_notice
 from rooms.models import Membership, Room
+from rooms.selectors import get_membership, get_visible_room
 
 Role = Membership.Role
 NAME_TAKEN = "A room with that name already exists."
@@ -88,13 +95,11 @@ def ensure_general_room(
         return room, False
     name = name or settings.GENERAL_ROOM_NAME
     with transaction.atomic():
-        room = Room.objects.filter(name__iexact=name, kind=Room.Kind.PUBLIC).first()
-        created = room is None
-        if created:
-            room = create_room(creator=None, name=name, description=description)
+        existing = Room.objects.filter(name__iexact=name, kind=Room.Kind.PUBLIC).first()
+        room = existing or create_room(creator=None, name=name, description=description)
         Room.objects.filter(pk=room.pk).update(is_general=True)
     room.refresh_from_db()
-    return room, created
+    return room, existing is None
 
 
 def update_room(
@@ -106,7 +111,7 @@ def update_room(
     is_archived: bool | None = None,
 ) -> Room:
     """Rename, describe, archive or unarchive. The caller has checked that actor manages room."""
-    who = actor.display_name or actor.username
+    who = actor.shown_name
     with transaction.atomic():
         locked = lock_room(room.pk)
         changed: list[str] = []
@@ -119,7 +124,7 @@ def update_room(
                     raise ValidationFailed(NAME_TAKEN, fields={"name": [NAME_TAKEN]})
                 old, locked.name = locked.name, name
                 changed.append("name")
-                post_system_message(
+                post_notice(
                     room=locked,
                     content=f"{who} renamed the room from {old} to {name}.",
                     payload={"event": "room_renamed", "user_id": actor.pk, "name": name},
@@ -135,7 +140,7 @@ def update_room(
             locked.is_archived = is_archived
             changed.append("is_archived")
             verb = "archived" if is_archived else "unarchived"
-            post_system_message(
+            post_notice(
                 room=locked,
                 content=f"{who} {verb} the room.",
                 payload={"event": f"room_{verb}", "user_id": actor.pk},
@@ -156,7 +161,7 @@ def delete_room(*, room: Room, actor: User) -> None:
     with transaction.atomic():
         room_id = room.pk
         room.delete()
-        events.broadcast_room_event(room_id, {"type": "room_deleted", "room": room_id})
+        broadcast_room_event(room_id, events.room_deleted(room_id))
 
 
 def join_room(*, room: Room, user: User) -> Membership:
@@ -174,20 +179,20 @@ def _add_member(*, room: Room, user: User, role: str, by: User | None) -> Member
         membership = Membership.objects.filter(room=locked, user=user).first()
         if membership is not None:
             return membership
-        name = user.display_name or user.username
+        name = user.shown_name
         content = (
             f"{name} joined the room."
             if by is None or by.pk == user.pk
-            else f"{by.display_name or by.username} added {name}."
+            else f"{by.shown_name} added {name}."
         )
-        post_system_message(
+        post_notice(
             room=locked,
             content=content,
             payload={"event": "member_joined", "user_id": user.pk, "by": by.pk if by else None},
         )
         if by is not None and by.pk != user.pk:
             # The invited user's open pages learn of the room at once.
-            events.broadcast_user_event(user.pk, {"type": "room_added", "room": locked.pk})
+            broadcast_user_event(user.pk, events.room_added(locked.pk))
         # What was said before joining is not "unread" for the newcomer.
         return Membership.objects.create(
             room=locked, user=user, role=role, last_read_pos=locked.pos
@@ -213,19 +218,19 @@ def _remove_member(*, room: Room, user: User, by: User | None) -> None:
             if owners == 1 and others:
                 raise Forbidden("The room's last owner must make someone else owner first.")
         membership.delete()
-        name = user.display_name or user.username
+        name = user.shown_name
         content = (
             f"{name} left the room."
             if by is None or by.pk == user.pk
-            else f"{by.display_name or by.username} removed {name}."
+            else f"{by.shown_name} removed {name}."
         )
-        post_system_message(
+        post_notice(
             room=locked,
             content=content,
             payload={"event": "member_left", "user_id": user.pk, "by": by.pk if by else None},
         )
         # The user's open sockets stop receiving the room at once, on every process.
-        events.broadcast_user_event(user.pk, {"type": "room_revoked", "room": locked.pk})
+        broadcast_user_event(user.pk, events.room_revoked(locked.pk))
 
 
 def set_member(*, room: Room, actor: User, user: User, role: str = Role.MEMBER) -> Membership:
@@ -284,8 +289,6 @@ def enter_room(*, room_id: object, user: User) -> Room:
     Visible rooms only (404 otherwise). Entering a public room makes the user a member,
     unless it is archived (then it is readable, not joinable).
     """
-    from rooms.selectors import get_membership, get_visible_room
-
     room = get_visible_room(room_id=room_id, user=user)
     if (
         room.kind == Room.Kind.PUBLIC
@@ -319,7 +322,7 @@ def get_or_create_direct_room(*, user: User, other: User) -> tuple[Room, bool]:
             )
             for member in {user.pk: user, other.pk: other}.values():
                 Membership.objects.create(room=room, user=member, role=Role.MEMBER)
-                events.broadcast_user_event(member.pk, {"type": "room_added", "room": room.pk})
+                broadcast_user_event(member.pk, events.room_added(room.pk))
     except IntegrityError:  # the other call won
         return Room.objects.get(direct_key=key), False
     return room, True
@@ -327,36 +330,21 @@ def get_or_create_direct_room(*, user: User, other: User) -> tuple[Room, bool]:
 
 def mark_read(*, room: Room, user: User, message_id: object) -> Membership:
     """Move the user's read marker to a message of the room (never backwards)."""
-    from messaging.selectors import get_message_in_room
-
     membership = Membership.objects.filter(room=room, user=user).first()
     if membership is None:
         raise Forbidden("Only members have read markers.")
-    message = get_message_in_room(room=room, message_id=message_id)
-    Membership.objects.filter(pk=membership.pk, last_read_pos__lt=message.seq).update(
-        last_read_pos=message.seq
-    )
+    seq = _seq_of(room=room, message_id=message_id)
+    Membership.objects.filter(pk=membership.pk, last_read_pos__lt=seq).update(last_read_pos=seq)
     membership.refresh_from_db(fields=["last_read_pos"])
     return membership
 
 
-def purge_messages(*, room: Room, actor: User) -> int:
-    """Delete every message of the room for good (moderation). Returns how many.
-
-    Positions are not reused: a system notice takes the next one, and sockets in the
-    room are told with `room_purged` to drop what they show.
-    """
-    from messaging.models import Message
-
-    with transaction.atomic():
-        locked = lock_room(room.pk)
-        _, deleted = Message.objects.filter(room=locked).delete()
-        who = actor.display_name or actor.username
-        # `room_purged` first: a client clears the room, then shows the notice.
-        events.broadcast_room_event(locked.pk, {"type": "room_purged", "room": locked.pk})
-        post_system_message(
-            room=locked,
-            content=f"{who} removed the room's message history.",
-            payload={"event": "room_purged", "user_id": actor.pk},
-        )
-    return deleted.get(Message._meta.label, 0)
+def _seq_of(*, room: Room, message_id: object) -> int:
+    try:
+        found = Message.objects.filter(room=room, pk=int(message_id))  # type: ignore[call-overload]
+        seq = found.values_list("seq", flat=True).first()
+    except (TypeError, ValueError, OverflowError):
+        seq = None
+    if seq is None:
+        raise NotFound("No such message.")
+    return seq

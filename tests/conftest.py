@@ -85,7 +85,9 @@ def broadcasts(monkeypatch) -> list[tuple[str, dict]]:
     so wrap the action in `with committing():` to run its on-commit callbacks.
     """
     sent: list[tuple[str, dict]] = []
-    monkeypatch.setattr("messaging.events._send", lambda group, event: sent.append((group, event)))
+    monkeypatch.setattr(
+        "chatproject.broadcast._send", lambda group, event: sent.append((group, event))
+    )
     return sent
 
 

@@ -8,7 +8,7 @@ from django.core.management import call_command
 
 from accounts.models import User
 from messaging.models import Message
-from messaging.services import post_message
+from messaging.posting import post_message
 from rooms.models import Room
 from tests.factories import make_room
 

@@ -12,8 +12,9 @@ from asgiref.sync import sync_to_async
 from django.test import Client
 from django.utils import timezone
 
+from messaging.changes import delete_message
 from messaging.models import Message
-from messaging.services import delete_message, post_message
+from messaging.posting import post_message
 from rooms.models import Room
 from tests.factories import UserFactory, make_room
 from tests.live import socket_in

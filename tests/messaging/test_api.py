@@ -5,7 +5,7 @@ from django.conf import settings
 from django.utils.dateparse import parse_datetime
 
 from messaging.models import Message
-from messaging.services import post_message
+from messaging.posting import post_message
 from rooms.models import Membership, Room
 from tests.conftest import client_for
 from tests.factories import UserFactory, add_member, make_room

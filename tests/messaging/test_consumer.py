@@ -281,6 +281,20 @@ async def test_ref_is_echoed_on_ack(alice_token, own_room):
         assert (ack["type"], ack["ref"], ack["room"]) == ("ack", "bye", own_room.pk)
 
 
+async def test_typing_with_a_ref_is_acked_and_without_one_is_not(alice_token, own_room):
+    async with signed_in(alice_token) as comm:
+        await request(comm, {"type": "join", "room": own_room.pk}, ref="j")
+        ack = await request(comm, {"type": "typing", "room": own_room.pk, "is_typing": True}, "t1")
+        assert ack == {"type": "ack", "ref": "t1", "room": own_room.pk}
+        # Throttled (a second "typing" within 2 s is not relayed), and still answered.
+        ack = await request(comm, {"type": "typing", "room": own_room.pk, "is_typing": True}, "t2")
+        assert ack == {"type": "ack", "ref": "t2", "room": own_room.pk}
+        await comm.send_json_to({"type": "typing", "room": own_room.pk, "is_typing": False})
+        await comm.send_json_to({"type": "ping", "ref": "after"})
+        answer = await recv_until(comm, lambda f: f["type"] in ("ack", "pong"))
+        assert answer == {"type": "pong", "ref": "after"}  # no ack for the ref-less frame
+
+
 async def test_frame_without_ref_gets_answer_without_ref(alice_token):
     async with signed_in(alice_token) as comm:
         await comm.send_json_to({"type": "ping"})

@@ -1,4 +1,4 @@
-"""Group commit: `services.post_batch` stores the posts that arrived together with one
+"""Group commit: `posting.post_batch` stores the posts that arrived together with one
 lock, one lookup, one position update and one insert, and answers each post as
 `post_message_from_input` would have answered it alone; `writer.GroupCommit` makes the
 batches out of concurrent socket posts."""
@@ -10,9 +10,9 @@ from asgiref.sync import sync_to_async
 
 from chatproject import throttle
 from chatproject.errors import ChatError, Forbidden, RateLimited, ValidationFailed
-from messaging import services, writer
+from messaging import posting, writer
 from messaging.models import Message
-from messaging.services import post_batch, post_message
+from messaging.posting import post_batch, post_message
 from rooms.models import Room
 from rooms.selectors import RoomNotFound
 from rooms.services import update_room
@@ -73,7 +73,7 @@ def test_each_post_gets_its_own_answer_and_one_error_does_not_spoil_the_batch(
         (user, {"content": "retry", "client_id": "k1"}),  # an earlier message
         (user, {"content": "one again", "client_id": "k2"}),  # twice in this batch
         (user, {"content": "clash", "client_id": "k-there"}),  # used in another room
-        (user, {"content": "re", "reply_to": earlier.pk}),  # a reply: stored alone after
+        (user, {"content": "re", "reply_to": earlier.pk}),  # a reply, in its place
         (user, {"content": 5}),  # DRF coerces numbers to text, as over REST
         (staff_user, {"content": "staff need not join"}),
         (user, {"content": "x", "type": "system"}),
@@ -95,7 +95,8 @@ def test_each_post_gets_its_own_answer_and_one_error_does_not_spoil_the_batch(
     assert outcomes[8]["content"] == "5"
     assert outcomes[9]["sender"]["id"] == staff_user.pk
     stored = [content for _, content in stream(room)]
-    assert stored == ["earlier", "one", "5", "staff need not join", "re"]
+    # In the order sent: replies and files are stored with the batch, not after it.
+    assert stored == ["earlier", "one", "re", "5", "staff need not join"]
     assert [pos for pos, _ in stream(room)] == list(range(1, len(stored) + 1))
     assert len(broadcasts) == 4
 
@@ -132,7 +133,7 @@ def test_a_clash_found_only_at_insert_falls_back_to_one_by_one(room, user, monke
     between the batch's lookup and its insert. Forced here by hiding the lookup's answer."""
     elsewhere = make_room(owner=user, name="Other Process")
     post_message(room=elsewhere, author=user, content="won the race", client_id="race")
-    monkeypatch.setattr(services, "_retries_of", lambda drafts: {})
+    monkeypatch.setattr(posting, "_retries_of", lambda drafts: {})
 
     outcomes = post_batch(
         room_id=room.pk,
@@ -160,7 +161,7 @@ async def test_concurrent_posts_to_one_room_share_transactions_and_stay_gap_free
     for author in authors[1:]:
         await sync_to_async(add_member)(room, author)
     batches: list[int] = []
-    real = services.post_batch
+    real = posting.post_batch
 
     def counting(*, room_id, posts):
         batches.append(len(posts))

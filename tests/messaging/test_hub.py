@@ -1,4 +1,4 @@
-"""The in-process fan-out (`messaging.hub`) on its own, with stand-in sockets.
+"""The in-process fan-out (`chatproject.hub`) on its own, with stand-in sockets.
 
 The end-to-end tests (tests/e2e) prove it between real Daphne processes and Redis.
 """
@@ -9,9 +9,9 @@ import threading
 import pytest
 import pytest_asyncio
 
+from chatproject import hub as hub_module
 from chatproject import metrics
-from messaging import hub as hub_module
-from messaging.hub import Frame, Hub
+from chatproject.hub import Frame, Hub
 
 
 @pytest.mark.parametrize(

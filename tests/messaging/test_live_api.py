@@ -7,8 +7,9 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from messaging.attachments import store_attachment
+from messaging.changes import add_reaction, delete_message
 from messaging.models import Attachment, Message
-from messaging.services import add_reaction, delete_message, post_message
+from messaging.posting import post_message
 from rooms.models import Membership, Room
 from rooms.services import join_room
 from tests.conftest import client_for

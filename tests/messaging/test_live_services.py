@@ -11,15 +11,16 @@ from django.db import connections, transaction
 
 from chatproject.errors import ChatError, Forbidden, ValidationFailed
 from messaging.attachments import UploadTooLarge, attachments_for_message, store_attachment
-from messaging.models import Attachment, Message, Reaction
-from messaging.services import (
+from messaging.changes import (
     add_reaction,
     delete_message,
     edit_message,
-    post_message,
+    purge_messages,
     remove_reaction,
     restore_message,
 )
+from messaging.models import Attachment, Message, Reaction
+from messaging.posting import post_message
 from rooms.models import Membership, Room
 from rooms.selectors import can_moderate, unread_count
 from rooms.services import get_or_create_direct_room, mark_read
@@ -677,7 +678,7 @@ def test_mark_read_of_a_message_of_another_room_is_not_found(room, user, other_u
 
 @pytest.mark.django_db(transaction=True)
 def test_purging_a_room_deletes_its_files_and_a_rolled_back_purge_keeps_them(user, tmp_path):
-    from rooms.services import delete_room, purge_messages
+    from rooms.services import delete_room
 
     room = make_room(owner=user, name="Files")
     kept = store_attachment(uploader=user, upload=upload("a.txt", b"first\n"))

@@ -8,16 +8,11 @@ from rest_framework import serializers
 
 from chatproject.errors import ValidationFailed
 from messaging.attachments import store_attachment
+from messaging.changes import add_reaction, delete_message, edit_message
 from messaging.models import Message
+from messaging.posting import input_fields, post_message, validation_failed
 from messaging.serializers import MessageSerializer, message_data
-from messaging.services import (
-    add_reaction,
-    delete_message,
-    edit_message,
-    lock_room,
-    post_message,
-    post_system_message,
-)
+from messaging.stream import lock_room, post_notice
 from tests.factories import add_member, make_room
 
 pytestmark = pytest.mark.django_db
@@ -58,7 +53,7 @@ def test_message_data_matches_drf_for_every_kind_of_message(user, other_user, st
     gone, _ = post_message(room=room, author=other_user, content="secret", title="t")
     delete_message(message=gone, actor=other_user, can_moderate=False)
     with transaction.atomic():
-        system = post_system_message(room=lock_room(room.pk), content="Bob joined")
+        system = post_notice(room=lock_room(room.pk), content="Bob joined")
 
     messages = Message.objects.filter(pk__in=[m.pk for m in (plain, rich, edited, gone, system)])
     messages = messages.select_related("sender").prefetch_related("files", "reaction_set")
@@ -106,14 +101,13 @@ PLAIN_AND_NOT = [
 
 @pytest.mark.parametrize("data", PLAIN_AND_NOT, ids=repr)
 def test_the_plain_input_path_answers_as_drf_does(data):
-    """`_input_fields` skips DRF for the common post; for any input it must give DRF's
+    """`input_fields` skips DRF for the common post; for any input it must give DRF's
     validated data, or DRF's error."""
     from messaging.serializers import MessageCreateSerializer
-    from messaging.services import _input_fields, validation_failed
 
     serializer = MessageCreateSerializer(data=data)
     try:
-        ours = _input_fields(data)
+        ours = input_fields(data)
     except ValidationFailed as exc:
         assert not serializer.is_valid()
         expected = validation_failed(serializer.errors)

@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from chatproject.errors import Forbidden, TooLong, ValidationFailed
 from messaging.models import Message
-from messaging.services import post_message
+from messaging.posting import post_message
 from rooms.models import Room
 from rooms.services import update_room
 from tests.factories import UserFactory, add_member, make_room

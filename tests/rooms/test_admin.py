@@ -15,8 +15,9 @@ from django.contrib.admin.sites import site
 from django.test import Client, RequestFactory
 
 from accounts.presence import LocalPresence, RedisPresence, user_key
+from messaging.changes import delete_message
 from messaging.models import Message
-from messaging.services import delete_message, post_message
+from messaging.posting import post_message
 from rooms.models import Membership, Room
 from rooms.services import update_room
 from tests.factories import UserFactory, add_member, make_room

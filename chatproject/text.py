@@ -1,0 +1,43 @@
+"""The one check of user text, shared by every app: REST and WebSocket input, room names,
+message content, titles, emoji and JSON payloads accept and refuse the same characters."""
+
+import re
+from typing import Any
+
+from chatproject.errors import TooLong, ValidationFailed
+
+# NUL breaks PostgreSQL text; lone surrogates cannot be encoded as UTF-8.
+FORBIDDEN_CHARS = re.compile("[\x00\ud800-\udfff]")
+
+
+def clean_text(value: str, *, field: str, max_length: int) -> str:
+    """`value`, or ValidationFailed / TooLong naming `field`.
+
+    Length is counted in Unicode code points (what Python's `len` counts).
+    """
+    if FORBIDDEN_CHARS.search(value):
+        raise ValidationFailed(
+            f"{field} contains a NUL or a lone surrogate character.",
+            fields={field: ["Contains a NUL or a lone surrogate character."]},
+        )
+    if len(value) > max_length:
+        raise TooLong(
+            f"{field} is {len(value)} characters long; the limit is {max_length}.",
+            fields={field: [f"Ensure this field has no more than {max_length} characters."]},
+        )
+    return value
+
+
+def has_forbidden_chars(value: Any) -> bool:
+    """Whether any key or string of a JSON value holds a character `clean_text` refuses."""
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            stack.extend(node.keys())
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+        elif isinstance(node, str) and FORBIDDEN_CHARS.search(node):
+            return True
+    return False
