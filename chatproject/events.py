@@ -18,7 +18,7 @@ Two kinds of event travel the fan-out:
 """
 
 from collections.abc import Iterable
-from typing import Any, Literal, NotRequired, Protocol, TypedDict
+from typing import Any, Literal, NotRequired, Protocol, TypedDict, Unpack
 
 from chatproject.errors import ChatError, RateLimited
 
@@ -98,21 +98,25 @@ class Authenticated(TypedDict):
     ref: NotRequired[Ref]
 
 
-class Ack(TypedDict):
-    """The answer to a client frame that carried `ref`; its other fields depend on the
-    frame it answers (README: "Client → server")."""
+class AckFields(TypedDict, total=False):
+    """What an `ack` answers, by the frame it answers (README: "Client → server")."""
+
+    room: int  # join, leave, message, typing, read
+    pos: int  # join: the room's position
+    message: MessageData  # message: the stored message
+    last_read_seq: int  # read
+    unread_count: int  # read
+    user_id: int  # subscribe_status, unsubscribe_status
+    username: str  # subscribe_status
+    is_online: bool  # subscribe_status
+    last_seen: str | None  # subscribe_status
+
+
+class Ack(AckFields):
+    """The answer to a client frame; `ref` when the frame carried one."""
 
     type: Literal["ack"]
     ref: NotRequired[Ref]
-    room: NotRequired[int]  # join, leave, message, read
-    pos: NotRequired[int]  # join: the room's position
-    message: NotRequired[MessageData]  # message: the stored message
-    last_read_seq: NotRequired[int]  # read
-    unread_count: NotRequired[int]  # read
-    user_id: NotRequired[int]  # subscribe_status, unsubscribe_status
-    username: NotRequired[str]  # subscribe_status
-    is_online: NotRequired[bool]  # subscribe_status
-    last_seen: NotRequired[str | None]  # subscribe_status
 
 
 class Error(TypedDict):
@@ -264,39 +268,11 @@ def authenticated(*, user: UserBrief, ref: Ref | None = None) -> Authenticated:
     return frame
 
 
-def ack(
-    ref: Ref | None,
-    *,
-    room: int | None = None,
-    pos: int | None = None,
-    message: MessageData | None = None,
-    last_read_seq: int | None = None,
-    unread_count: int | None = None,
-    status: "UserStatus | None" = None,
-    user_id: int | None = None,
-) -> Ack:
-    """The `ack` of one client frame, with the fields its kind answers (None: absent).
-    `status` (a `user_online`/`user_offline` shape) answers `subscribe_status`."""
-    frame: Ack = {"type": "ack"}
+def ack(ref: Ref | None, **fields: Unpack[AckFields]) -> Ack:
+    """The `ack` of one client frame, with the fields its kind answers."""
+    frame: Ack = {"type": "ack", **fields}
     if ref is not None:
         frame["ref"] = ref
-    if room is not None:
-        frame["room"] = room
-    if pos is not None:
-        frame["pos"] = pos
-    if message is not None:
-        frame["message"] = message
-    if last_read_seq is not None:
-        frame["last_read_seq"] = last_read_seq
-    if unread_count is not None:
-        frame["unread_count"] = unread_count
-    if status is not None:
-        frame["user_id"] = status["user_id"]
-        frame["username"] = status["username"]
-        frame["is_online"] = status["is_online"]
-        frame["last_seen"] = status["last_seen"]
-    elif user_id is not None:
-        frame["user_id"] = user_id
     return frame
 
 

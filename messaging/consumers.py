@@ -99,7 +99,7 @@ def _room_users(room_id: int) -> list[events.UserBrief]:
 
 
 @database_sync_to_async
-def _mark_read(user: User, room_id: int, message_id: int) -> dict[str, Any]:
+def _mark_read(user: User, room_id: int, message_id: int) -> events.AckFields:
     room = get_visible_room(room_id=room_id, user=user)
     membership = mark_read(room=room, user=user, message_id=message_id)
     return {
@@ -456,7 +456,15 @@ class ChatConsumer(AsyncWebsocketConsumer):
             self.status_of.add(user_id)
             await hub.subscribe(status_group(user_id), self)
         self._presence[user_id] = status["is_online"]
-        await self.send_frame(events.ack(ref, status=status))
+        await self.send_frame(
+            events.ack(
+                ref,
+                user_id=status["user_id"],
+                username=status["username"],
+                is_online=status["is_online"],
+                last_seen=status["last_seen"],
+            )
+        )
 
     async def on_unsubscribe_status(self, frame: dict[str, Any], ref) -> None:
         user_id = frames.integer(frame, "user_id", minimum=1)

@@ -79,6 +79,9 @@ def _post(
     room_id: int, posts: Sequence[tuple[User, Any]], *, from_client: bool, count: bool
 ) -> list[Outcome]:
     outcomes: list[Outcome | None] = [None] * len(posts)
+    # Client input is parsed before the room is locked (DRF's checks are CPU, not data);
+    # its error is answered in its turn, after the access rule and the budget.
+    parsed = [_parsed(data) for _, data in posts] if from_client else []
     with transaction.atomic():
         try:
             room = stream.lock_room(room_id)
@@ -96,7 +99,9 @@ def _post(
                         raise refusal
                     if count:
                         check_send_rate(user=author)
-                    fields = input_fields(data)
+                    fields = parsed[i]
+                    if isinstance(fields, ChatError):
+                        raise fields
                     files, reply_to = _referenced(room=room, author=author, fields=fields)
                 else:
                     fields, files, reply_to = data, data["attachments"], data["reply_to"]
@@ -157,11 +162,10 @@ def _store(room: Room, drafts: dict[int, stream.Draft]) -> dict[int, Outcome]:
 
 def _clash(room_id: int, author: User, client_id: object) -> Outcome:
     """The answer to a post whose insert met the same sender's `client_id`."""
-    existing = (
-        Message.objects.select_related("sender").filter(sender=author, client_id=client_id).first()
-    )
-    if existing is None:  # not a client_id clash after all
-        raise IntegrityError(f"a post to room {room_id} could not be stored")
+    try:  # `get`: the (sender, client_id) unique index, no ORDER BY id
+        existing = Message.objects.select_related("sender").get(sender=author, client_id=client_id)
+    except Message.DoesNotExist:  # not a client_id clash after all
+        raise IntegrityError(f"a post to room {room_id} could not be stored") from None
     if existing.room_id == room_id:
         return Posted(existing, created=False)
     return _used_elsewhere()
@@ -285,6 +289,13 @@ def _draft(
 
 
 _PLAIN_KEYS = frozenset(("content", "client_id"))
+
+
+def _parsed(data: Any) -> dict[str, Any] | ChatError:
+    try:
+        return input_fields(data)
+    except ChatError as exc:
+        return exc
 
 
 def input_fields(data: Any) -> dict[str, Any]:

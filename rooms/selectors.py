@@ -46,7 +46,9 @@ def can_see(*, room: Room, user: User) -> bool:
 
 
 def get_membership(*, room: Room, user: User) -> Membership | None:
-    try:  # `get`: no ORDER BY id (see messaging.posting._retries_of)
+    # `get`, not `first()`: no ORDER BY id, which PostgreSQL may answer by walking the
+    # primary key index instead of the (room, user) unique index.
+    try:
         return Membership.objects.get(room=room, user=user)
     except Membership.DoesNotExist:
         return None

@@ -292,12 +292,11 @@ def test_error_carries_retry_after_for_rate_limited_and_fields_for_validation():
 
 
 def test_every_kind_of_ack_is_an_ack():
-    status = events.user_status(user_id=2, username="bob", is_online=False, last_seen=None)
     acks = [
         events.ack("j", room=1, pos=0),
         events.ack("l", room=1),
         events.ack("r", room=1, last_read_seq=4, unread_count=0),
-        events.ack("s", status=status),
+        events.ack("s", user_id=2, username="bob", is_online=False, last_seen=None),
         events.ack("u", user_id=2),
         events.ack(None),
     ]

@@ -57,12 +57,17 @@ async def test_sigterm_drains_sockets_with_1012_and_exits(
         client = await WS.connect(f"{server.ws_url}/ws/", token=alice_token)
         await client.recv_until("authenticated")
         stubborn = await asyncio.to_thread(stubborn_socket, server, alice_token)
+        # Accepted, waiting for its `authenticate` frame: drained like the others.
+        waiting = await WS.connect(f"{server.ws_url}/ws/")
 
         began = time.monotonic()
         server.process.send_signal(signal.SIGTERM)
 
         with pytest.raises(websockets.ConnectionClosed) as closed:
             await client.recv(timeout=10)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1012
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await waiting.recv(timeout=10)
         assert closed.value.rcvd is not None and closed.value.rcvd.code == 1012
 
         async with httpx.AsyncClient(timeout=5) as http:

@@ -23,6 +23,7 @@ from rest_framework_simplejwt.tokens import AccessToken
 
 from accounts.services import issue_tokens
 from chatproject.asgi import application
+from messaging.consumers import ChatConsumer
 from messaging.models import Message
 from tests.factories import add_member, make_room
 
@@ -719,3 +720,10 @@ async def test_reauthenticating_with_another_short_token_moves_the_deadline(user
         _, code = await frames_until_close(comm, timeout=second_exp - time.time() + 2)
         assert time.time() >= second_exp - 0.05
     assert code == 4401
+
+
+async def test_dispatch_refuses_a_private_handler_name():
+    """The consumer's own `dispatch` (it skips Channels' database hop) keeps Channels' rule:
+    a message type never names an underscore method."""
+    with pytest.raises(ValueError, match="leading underscore"):
+        await ChatConsumer().dispatch({"type": "_start"})
