@@ -52,30 +52,69 @@ if ENV not in {"development", "production"}:
     raise ImproperlyConfigured(f"ENV must be 'development' or 'production', not {ENV!r}")
 IS_PRODUCTION = ENV == "production"
 
-DEV_SECRET_KEY = "django-insecure-dev-only-change-me-0123456789abcdefghijklmnopqrstuvwxyz"
-SECRET_KEY = env.str("SECRET_KEY", default=DEV_SECRET_KEY)
+# The key published in this file before 2026-12 (and in every copy of it): refused
+# everywhere, so a checkout that still has it in a .env cannot sign tokens with it.
+PUBLISHED_SECRET_KEY = "django-insecure-dev-only-change-me-0123456789abcdefghijklmnopqrstuvwxyz"
+# Weakest SECRET_KEY / JWT_SECRET production accepts (characters; 50 random ones are usual).
+MIN_SECRET_LENGTH = 32
 DEBUG = env.bool("DEBUG", default=not IS_PRODUCTION)
 
-if IS_PRODUCTION:
-    if SECRET_KEY == DEV_SECRET_KEY or len(SECRET_KEY) < 32:
+
+def _check_secret(name: str, value: str) -> str:
+    """Production refuses a short, published or single-character-class secret."""
+    weak = (
+        value == PUBLISHED_SECRET_KEY
+        or len(value) < MIN_SECRET_LENGTH
+        or len(set(value)) < 10  # "aaaa…", "0123456789" repeated, and the like
+        or value.startswith("django-insecure")
+    )
+    if weak:
         raise ImproperlyConfigured(
-            "ENV=production refuses to start without SECRET_KEY: set a random value of at "
-            "least 32 characters (python -c 'import secrets; print(secrets.token_urlsafe(50))')."
+            f"ENV=production refuses to start with a weak {name}: set a random value of at "
+            f"least {MIN_SECRET_LENGTH} characters "
+            "(python -c 'import secrets; print(secrets.token_urlsafe(50))')."
         )
+    return value
+
+
+if IS_PRODUCTION:
+    SECRET_KEY = _check_secret("SECRET_KEY", env.str("SECRET_KEY", default=""))
     if DEBUG:
         raise ImproperlyConfigured("ENV=production refuses to start with DEBUG=true.")
+else:
+    # Development: a key made once for this checkout (chatproject.devsecret), never a
+    # constant anyone can read in the source: with it, anyone who reaches the port
+    # could sign a token for any user.
+    from chatproject.devsecret import development_secret
+
+    SECRET_KEY = env.str("SECRET_KEY", default="") or development_secret(BASE_DIR)
+    if SECRET_KEY == PUBLISHED_SECRET_KEY:
+        raise ImproperlyConfigured(
+            "SECRET_KEY is the key once published in chatproject/settings.py: remove it from "
+            "your environment or .env, and a key of this checkout's own is made for you."
+        )
 
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1"])
 if not IS_PRODUCTION and "*" not in ALLOWED_HOSTS:
     ALLOWED_HOSTS = [*ALLOWED_HOSTS, "*"]
 
 # The same list serves CORS for /api/ and the Origin check of WebSocket handshakes.
+# Production allows no other origin unless told (a front end on another origin must be
+# named); development allows the usual local front-end server.
 ALLOWED_ORIGINS = env.list(
-    "ALLOWED_ORIGINS", default=env.list("ALLOWED_ORIGIN", default=["http://localhost:3000"])
+    "ALLOWED_ORIGINS",
+    default=env.list("ALLOWED_ORIGIN", default=[] if IS_PRODUCTION else ["http://localhost:3000"]),
 )
 
 # Who may read GET /metrics in production (development: anyone). Behind a proxy, start
 # `serve --proxy-headers` so the address is the client's, not the proxy's.
+# Peers whose X-Forwarded-For/-Proto/-Port `serve --proxy-headers` believes (addresses
+# or networks): the client is the right-most address not in this list.
+TRUSTED_PROXIES = [
+    ipaddress.ip_network(network, strict=False)
+    for network in env.list("TRUSTED_PROXIES", default=["127.0.0.1/32", "::1/128"])
+]
+
 METRICS_ALLOWED_NETWORKS = [
     ipaddress.ip_network(network)
     for network in env.list(
@@ -84,7 +123,9 @@ METRICS_ALLOWED_NETWORKS = [
     )
 ]
 
-HOST = env.str("HOST", default="0.0.0.0")
+# Development listens on the loopback only, as `runserver` does; the containers and
+# production listen on every interface.
+HOST = env.str("HOST", default="0.0.0.0" if IS_PRODUCTION else "127.0.0.1")
 PORT = env.int("PORT", default=8000)
 
 INSTALLED_APPS = [
@@ -254,7 +295,9 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
 }
 
-JWT_SECRET = env.str("JWT_SECRET", default=SECRET_KEY)
+JWT_SECRET = env.str("JWT_SECRET", default="") or SECRET_KEY
+if IS_PRODUCTION:
+    _check_secret("JWT_SECRET", JWT_SECRET)
 SIMPLE_JWT = {
     "ACCESS_TOKEN_LIFETIME": timedelta(minutes=env.int("JWT_ACCESS_MINUTES", default=15)),
     "REFRESH_TOKEN_LIFETIME": timedelta(hours=env.int("JWT_EXPIRY", default=24)),
@@ -282,6 +325,17 @@ MAX_MESSAGE_LENGTH = env.int("MAX_MESSAGE_LENGTH", default=1000)
 CHAT_RATE_LIMIT = _rate(env.str("CHAT_RATE_LIMIT", default="20/10s"), "CHAT_RATE_LIMIT")
 AUTH_RATE_LIMIT = _rate(env.str("AUTH_RATE_LIMIT", default="10/min"), "AUTH_RATE_LIMIT")
 MAX_UPLOAD_MB = env.int("MAX_UPLOAD_MB", default=10)
+# Every other write others see (edits, deletes, reactions, joins and leaves, rooms made,
+# invitations, role changes), per user, over WebSocket and HTTP.
+WRITE_RATE_LIMIT = _rate(env.str("WRITE_RATE_LIMIT", default="60/min"), "WRITE_RATE_LIMIT")
+# MiB of uploads not yet used in a message that one user may hold.
+UPLOAD_QUOTA_MB = env.int("UPLOAD_QUOTA_MB", default=100)
+# Request bodies over this many MiB are refused with 413 before they are read.
+MAX_REQUEST_MB = env.int("MAX_REQUEST_MB", default=MAX_UPLOAD_MB + 1)
+# Seconds a connection may take to send a complete request head (then it is closed), and
+# connections one address may hold before their request head is complete.
+REQUEST_HEAD_TIMEOUT = env.float("REQUEST_HEAD_TIMEOUT", default=10.0)
+MAX_PENDING_CONNECTIONS_PER_ADDRESS = env.int("MAX_PENDING_CONNECTIONS_PER_ADDRESS", default=32)
 MAX_SOCKETS_PER_USER = env.int("MAX_SOCKETS_PER_USER", default=20)
 SHUTDOWN_TIMEOUT = env.float("SHUTDOWN_TIMEOUT", default=10.0)
 # Largest WebSocket frame accepted; Daphne closes larger ones with 1009.

@@ -6,6 +6,7 @@ import sys
 
 import pytest
 
+from chatproject.settings import PUBLISHED_SECRET_KEY as PUBLISHED
 from tests.live import ROOT
 
 PROBE = (
@@ -17,12 +18,16 @@ PROBE = (
 CLEARED = (
     "ENV",
     "SECRET_KEY",
+    "JWT_SECRET",
+    "HOST",
     "DEBUG",
     "DATABASE_URL",
     "REDIS_URL",
     "REDIS_HOST",
     "ALLOWED_ORIGINS",
 )
+
+STRONG = "kq3-Vd9xR2mZ7pL0wT5yB8nC4hJ6fG1sA_eU"  # 36 characters, many kinds
 
 
 def run_settings(**env: str) -> subprocess.CompletedProcess:
@@ -75,7 +80,11 @@ def test_allowed_origin_is_an_alias_of_allowed_origins():
     ("env", "message"),
     [
         ({"ENV": "production"}, "SECRET_KEY"),
-        ({"ENV": "production", "SECRET_KEY": "x" * 50, "DEBUG": "true"}, "DEBUG=true"),
+        ({"ENV": "production", "SECRET_KEY": STRONG, "DEBUG": "true"}, "DEBUG=true"),
+        ({"ENV": "production", "SECRET_KEY": "x" * 50}, "weak SECRET_KEY"),
+        ({"ENV": "production", "SECRET_KEY": STRONG, "JWT_SECRET": "a"}, "weak JWT_SECRET"),
+        ({"ENV": "production", "SECRET_KEY": STRONG, "JWT_SECRET": "ab" * 20}, "JWT_SECRET"),
+        ({"SECRET_KEY": PUBLISHED}, "once published"),
         ({"ENV": "staging"}, "ENV must be"),
         ({"CHAT_RATE_LIMIT": "lots"}, "CHAT_RATE_LIMIT"),
         ({"LOG_LEVEL": "loud"}, "LOG_LEVEL"),
@@ -91,7 +100,7 @@ def test_unsafe_or_malformed_configuration_refuses_to_start(env, message):
 def test_production_starts_with_a_real_secret():
     import json
 
-    result = run_settings(ENV="production", SECRET_KEY="s" * 50)
+    result = run_settings(ENV="production", SECRET_KEY=STRONG)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["debug"] is False
 
@@ -118,3 +127,35 @@ def test_each_rest_framework_setting_imports_first_in_a_fresh_interpreter(settin
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "chatproject.api"
+
+
+def test_development_listens_on_the_loopback_and_production_everywhere():
+    probe = "import django; django.setup(); from django.conf import settings as s; print(s.HOST)"
+    base = {k: v for k, v in os.environ.items() if k not in CLEARED}
+    base["DJANGO_SETTINGS_MODULE"] = "chatproject.settings"
+    hosts = [
+        subprocess.run(
+            [sys.executable, "-c", probe],
+            cwd=ROOT,
+            env={**base, **extra},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        ).stdout.strip()
+        for extra in ({}, {"ENV": "production", "SECRET_KEY": STRONG})
+    ]
+    assert hosts == ["127.0.0.1", "0.0.0.0"]
+
+
+def test_development_key_is_made_once_per_checkout_and_kept(tmp_path):
+    from chatproject.devsecret import FILE_NAME, development_secret
+
+    first = development_secret(tmp_path)
+    assert len(first) >= 50 and first != PUBLISHED
+    assert development_secret(tmp_path) == first
+    assert (tmp_path / FILE_NAME).stat().st_mode & 0o777 == 0o600
+    # Another checkout gets another key.
+    other = tmp_path / "other"
+    other.mkdir()
+    assert development_secret(other) != first
