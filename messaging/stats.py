@@ -45,7 +45,13 @@ def publish(*, connections: int) -> None:
     }
     _local_line.update(line)
     if settings.REDIS_URL:
-        _redis().hset(_key(), PROCESS_ID, json.dumps(line))
+        # Every live process refreshes the expiry with its heartbeat, so the hash outlives
+        # its processes by a few TTLs only (a test run or a retired deployment leaves
+        # nothing behind in a shared Redis).
+        with _redis().pipeline(transaction=False) as pipe:
+            pipe.hset(_key(), PROCESS_ID, json.dumps(line))
+            pipe.expire(_key(), int(settings.PRESENCE_TTL * 4))
+            pipe.execute()
 
 
 def _process_lines() -> list[dict[str, Any]]:

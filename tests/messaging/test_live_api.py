@@ -4,6 +4,7 @@ direct rooms, read markers, stats, and the room list's unread counts."""
 from urllib.parse import quote
 
 import pytest
+from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from messaging.attachments import store_attachment
@@ -681,3 +682,13 @@ def test_room_list_with_unread_counts_takes_a_bounded_number_of_queries(
     assert {r["id"]: r["unread_count"] for r in results} == expected
     assert all(r["my_role"] in ("member", "owner") for r in results)
     assert Membership.objects.filter(user=user).count() == 31
+
+
+@pytest.mark.skipif(not settings.REDIS_URL, reason="needs Redis (REDIS_URL unset)")
+def test_the_process_lines_in_redis_expire_when_no_process_refreshes_them():
+    from messaging import stats
+
+    stats.publish(connections=3)
+
+    ttl = stats._redis().ttl(stats._key())
+    assert 0 < ttl <= settings.PRESENCE_TTL * 4
