@@ -164,6 +164,8 @@ MIDDLEWARE = [
 
 ROOT_URLCONF = "chatproject.urls"
 ASGI_APPLICATION = "chatproject.asgi.application"
+# `manage.py test` runs the pytest suite (chatproject/testrunner.py).
+TEST_RUNNER = "chatproject.testrunner.PytestTestRunner"
 AUTH_USER_MODEL = "accounts.User"
 LOGIN_URL = "/login/"
 LOGIN_REDIRECT_URL = "/"
@@ -310,7 +312,8 @@ SIMPLE_JWT = {
 }
 
 CORS_ALLOWED_ORIGINS = ALLOWED_ORIGINS
-CORS_URLS_REGEX = r"^/api/.*$"
+# The API, and the liveness probes a status page on an allowed origin may poll.
+CORS_URLS_REGEX = r"^/(api/.*|healthz|health)$"
 CSRF_TRUSTED_ORIGINS = ALLOWED_ORIGINS
 
 AUTH_PASSWORD_VALIDATORS = [

@@ -1,6 +1,9 @@
 """The operator's management commands: seeding General, figures, the first superuser."""
 
 import json
+import os
+import subprocess
+import sys
 from io import StringIO
 
 import pytest
@@ -11,6 +14,7 @@ from messaging.models import Message
 from messaging.posting import post_message
 from rooms.models import Room
 from tests.factories import make_room
+from tests.live import ROOT
 
 pytestmark = pytest.mark.django_db
 
@@ -153,3 +157,22 @@ def test_sweep_uploads_deletes_old_unused_uploads_and_their_files_only(
     assert not Path(old_unused.file.path).exists()
     assert Path(fresh_unused.file.path).exists()
     assert Path(old_used.file.path).exists()
+
+
+def test_manage_py_test_runs_the_pytest_suite():
+    """A Django developer's reflex, `manage.py test`, runs the pytest tests it names."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            "manage.py",
+            "test",
+            "tests/test_health.py::test_healthz_and_health_answer_ok",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "TEST_DB_NAME": ".test-db-manage-test.sqlite3"},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 passed" in result.stdout

@@ -11,6 +11,16 @@ def test_healthz_and_health_answer_ok(client):
         assert response.json() == {"status": "ok"}
 
 
+def test_a_page_on_an_allowed_origin_may_poll_healthz(client, settings):
+    origin = settings.ALLOWED_ORIGINS[0]
+    for path in ("/healthz", "/health"):
+        response = client.get(path, HTTP_ORIGIN=origin)
+        assert response["Access-Control-Allow-Origin"] == origin
+    assert "Access-Control-Allow-Origin" not in client.get(
+        "/healthz", HTTP_ORIGIN="https://elsewhere.example"
+    )
+
+
 @pytest.mark.django_db
 def test_readyz_checks_the_database_and_the_channel_layer(client):
     response = client.get("/readyz")
