@@ -8,6 +8,7 @@ tests here import only the cheap part of the package.
 
 import ast
 import importlib.metadata
+import ipaddress
 import subprocess
 import sys
 import textwrap
@@ -17,6 +18,7 @@ import pytest
 
 import chatproject.transport
 from chatproject.transport import access_log, internals
+from chatproject.transport.proxies import apply_forwarded, forwarded_client, parse_address
 from tests.live import ROOT, server_environment
 
 PACKAGE = ROOT / "chatproject" / "transport"
@@ -101,6 +103,29 @@ from channels.consumer import AsyncConsumer
 del AsyncConsumer.dispatch
 """
 
+NO_ALL_HEADERS_RECEIVED = """
+from twisted.web.http import HTTPChannel
+del HTTPChannel.allHeadersReceived
+"""
+
+RESHAPED_CONTENT_CHUNK = """
+from twisted.web.http import Request
+def handleContentChunk(self, chunk, final=False):
+    pass
+Request.handleContentChunk = handleContentChunk
+"""
+
+REQUEST_WITHOUT_CLIENT_ADDR = """
+import linecache
+import daphne.http_protocol
+# The check reads the method's source: give the replacement one (linecache) to read.
+source = "def process(self):\\n    self.client_address = None\\n"
+linecache.cache["<reshaped>"] = (len(source), None, source.splitlines(True), "<reshaped>")
+namespace = {}
+exec(compile(source, "<reshaped>", "exec"), namespace)
+daphne.http_protocol.WebRequest.process = namespace["process"]
+"""
+
 
 @pytest.mark.parametrize(
     ("patch", "dependency", "distribution", "problem"),
@@ -137,6 +162,25 @@ del AsyncConsumer.dispatch
             "changed daphne.server.Server.listen_error (expected parameters (failure, ...)",
         ),
         (NO_DISPATCH, "Channels", "channels", "has no channels.consumer.AsyncConsumer.dispatch"),
+        (
+            NO_ALL_HEADERS_RECEIVED,
+            "Twisted",
+            "Twisted",
+            "has no twisted.web.http.HTTPChannel.allHeadersReceived",
+        ),
+        (
+            RESHAPED_CONTENT_CHUNK,
+            "Twisted",
+            "Twisted",
+            "changed twisted.web.http.Request.handleContentChunk "
+            "(expected parameters (data, ...), found ['chunk', 'final'])",
+        ),
+        (
+            REQUEST_WITHOUT_CLIENT_ADDR,
+            "Daphne",
+            "daphne",
+            "has no daphne.http_protocol.WebRequest.client_addr",
+        ),
     ],
     ids=[
         "twisted-attribute",
@@ -145,6 +189,9 @@ del AsyncConsumer.dispatch
         "reactor",
         "daphne",
         "channels",
+        "twisted-http-hook",
+        "twisted-http-signature",
+        "daphne-request",
     ],
 )
 def test_serve_refuses_to_start_when_a_private_name_is_gone_or_changed(
@@ -303,3 +350,81 @@ def test_a_socket_close_is_logged_under_its_own_name(monkeypatch):
         ("ws_connection_closed", {"path": "/ws/?token=[redacted]", "client": "127.0.0.1:5000"}),
         ("ws_rejected", {"path": "/ws/?token=[redacted]", "client": "127.0.0.1:5000"}),
     ]
+
+
+# ------------------------------------------------------------ X-Forwarded-* (proxies)
+
+TRUSTED = [ipaddress.ip_network("127.0.0.1/32"), ipaddress.ip_network("10.0.0.0/8")]
+
+
+def scope_from(peer: str, *headers: tuple[bytes, bytes], kind: str = "http") -> dict:
+    scope = {"type": kind, "client": [peer, 50000], "headers": list(headers)}
+    if kind == "http":
+        scope["scheme"] = "http"  # Daphne sets it for HTTP only
+    apply_forwarded(scope, TRUSTED)
+    return scope
+
+
+def client_of(peer: str, *headers: tuple[bytes, bytes]) -> list:
+    return scope_from(peer, *headers)["client"]
+
+
+XFF = b"x-forwarded-for"
+
+
+@pytest.mark.parametrize(
+    ("chain", "client"),
+    [
+        ("5.6.7.8", "5.6.7.8"),
+        ("1.2.3.4, 5.6.7.8", "5.6.7.8"),  # the left-most entry is the client's own word
+        ("1.2.3.4, 5.6.7.8, 10.0.0.2", "5.6.7.8"),  # trusted hops are skipped
+        ("10.0.0.3, 10.0.0.2", "10.0.0.3"),  # every hop trusted: the first
+        ("1.2.3.4, not-an-address, 10.0.0.2", "10.0.0.2"),  # ends at who reported it
+        ("2001:db8::1", "2001:db8::1"),
+        ("[2001:db8::2]", "2001:db8::2"),
+        ("::ffff:5.6.7.8", "5.6.7.8"),
+    ],
+)
+def test_the_client_is_the_right_most_untrusted_forwarded_address(chain, client):
+    assert client_of("127.0.0.1", (XFF, chain.encode())) == [client, 0]
+
+
+def test_repeated_forwarded_for_lines_read_as_one_list():
+    headers = ((XFF, b"1.2.3.4"), (b"x-forwarded-port", b"443"), (XFF, b"5.6.7.8, 10.0.0.1"))
+    assert client_of("10.0.0.9", *headers) == ["5.6.7.8", 443]
+
+
+def test_an_untrusted_peer_is_the_client_whatever_it_forwards():
+    headers = ((XFF, b"5.6.7.8"), (b"x-forwarded-port", b"1"), (b"x-forwarded-proto", b"https"))
+    scope = scope_from("192.0.2.1", *headers)
+    assert (scope["client"], scope["scheme"]) == (["192.0.2.1", 50000], "http")
+    websocket = scope_from("192.0.2.1", *headers, kind="websocket")
+    assert (websocket["client"], websocket["scheme"]) == (["192.0.2.1", 50000], "ws")
+
+
+def test_a_trusted_proxy_without_forwarded_for_is_the_client():
+    assert client_of("127.0.0.1") == ["127.0.0.1", 50000]
+
+
+@pytest.mark.parametrize(
+    ("kind", "proto", "scheme"),
+    [
+        ("http", b"https", "https"),
+        ("http", b"HTTP", "http"),
+        ("http", b"gopher", "http"),
+        ("http", b"http, https", "https"),  # the nearest proxy's word
+        ("websocket", b"https", "wss"),
+        ("websocket", b"wss", "wss"),
+        ("websocket", b"http", "ws"),
+    ],
+)
+def test_the_scheme_follows_a_trusted_proxys_forwarded_proto(kind, proto, scheme):
+    assert scope_from("127.0.0.1", (b"x-forwarded-proto", proto), kind=kind)["scheme"] == scheme
+
+
+def test_addresses_are_parsed_strictly():
+    assert parse_address("unknown") is None
+    assert parse_address("1.2.3.4:80") is None
+    assert str(parse_address(" ::ffff:10.1.2.3 ")) == "10.1.2.3"
+    peer = ipaddress.ip_address("127.0.0.1")
+    assert str(forwarded_client(peer, [], TRUSTED)) == "127.0.0.1"

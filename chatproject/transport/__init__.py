@@ -13,13 +13,23 @@ Twisted (TCP transport `twisted.internet.tcp.Server`, a FileDescriptor; buffers.
   twisted.internet.tcp.Connection.writeSomeData(data)     write_now's direct send
   twisted.internet.tcp.Connection.TLS                     write_now leaves TLS alone
   twisted.internet.asyncioreactor.AsyncioSelectorReactor._asyncioEventloop   the drain's loop
+Twisted (HTTP/1.1, `twisted.web.http`; edge.py)
+  twisted.internet.protocol.Factory.buildProtocol  builds self.protocol: our HTTPChannel
+  twisted.web.http.HTTPChannel.allHeadersReceived  the head is complete, no body read yet
+                                                    (called by HTTPChannel.lineReceived)
+  twisted.web.http.HTTPChannel.rawDataReceived(data)   the body, through its decoder
+  twisted.web.http.HTTPChannel.requestDone(request)    an answer ended: the next head
+  twisted.web.http.HTTPChannel.requests                the requests, the current last
+  twisted.web.http.HTTPChannel.persistent              keep-alive after this answer
+  twisted.web.http.HTTPChannel._command, HTTPChannel._path   the request line, logged with a 413
+  twisted.web.http.Request.handleContentChunk(data)    each decoded piece of body
 autobahn (autobahn.websocket.protocol; protocol.py, server.py)
   WebSocketProtocol.sendCloseFrame(code, isReply)         1012/1013, which sendClose refuses
   WebSocketProtocol._perMessageCompress                   compressed sockets are framed apart
   WebSocketProtocol.STATE_OPEN, WebSocketProtocol.STATE_CLOSED
   WebSocketProtocol.dropConnection(abort)                 a slow client's buffer is freed
   WebSocketServerFactory.setProtocolOptions(failByDrop, closeHandshakeTimeout)
-Daphne (daphne.server, daphne.ws_protocol; server.py, drain.py)
+Daphne (daphne.server, daphne.http_protocol, daphne.ws_protocol; server.py, drain.py, edge.py)
   daphne.server.Server.create_application(protocol, scope)   overridden by a copy of 4.2's
   daphne.server.Server.connections      {protocol: {"application_instance", "disconnected"}}
   daphne.server.Server.application      read by the copy
@@ -27,6 +37,8 @@ Daphne (daphne.server, daphne.ws_protocol; server.py, drain.py)
   daphne.server.Server.application_checker   reaps connections by those two keys (the drain)
   daphne.server.Server.listen_error(failure)  overridden: exit 1 when the port is taken
   daphne.server.Server.ws_factory       set by run() before it calls the ready callable
+  daphne.server.Server.http_factory     set by run() before it listens: ours replaces it
+  daphne.http_protocol.WebRequest.client_addr   logged: set to the forwarded client
   daphne.ws_protocol.WebSocketProtocol.serverSend(content, binary)   overridden
   daphne.ws_protocol.WebSocketProtocol.serverClose(code)             overridden
   daphne.ws_protocol.WebSocketProtocol.handle_reply    sends websocket.close to serverClose
@@ -40,7 +52,9 @@ Channels (channels.consumer; overridden or read by messaging.consumers.ChatConsu
 Modules: `state` (draining flag, close codes: no Daphne or Twisted import), `internals`
 (the check), `buffers` (Twisted's write buffer), `protocol` (the WebSocket protocol),
 `inbox` (the application input queue), `server` (Daphne's server, run, heap tuning),
-`drain` (the graceful stop), `access_log` (Daphne's action logger).
+`drain` (the graceful stop), `access_log` (Daphne's action logger), `edge` (the HTTP
+channel: body limit, head deadline, pending connections per address), `proxies` (the
+client and scheme from trusted proxies' `X-Forwarded-*`; no Daphne or Twisted import).
 
 Importing this package stays cheap (no Daphne, Twisted or autobahn): `serve` imports
 the server only after the check. This package must not import `messaging`, `rooms` or

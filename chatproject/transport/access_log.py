@@ -14,13 +14,20 @@ access_log = get_logger("chatproject.access")
 WEBSOCKET_EVENTS = {"rejected": "ws_rejected", "disconnected": "ws_connection_closed"}
 
 
+# Query parameters whose values never reach a log: credentials (`?token=` on a WebSocket
+# URL) and what people search for (`/api/messages/search/?q=`, `/api/users/?search=`),
+# which is as private as the messages it finds. Names are compared in lower case, after
+# percent-decoding (`%71=` is `q=`).
+REDACTED_PARAMETERS = frozenset({"token", "access", "refresh", "q", "search"})
+
+
 def scrub(path: str) -> str:
-    """The path with secrets removed from its query string (`?token=` never reaches a log)."""
+    """The path with the values of `REDACTED_PARAMETERS` replaced in its query string."""
     parts = urlsplit(path)
     if not parts.query:
         return parts.path
     query = [
-        (k, "[redacted]" if k.lower() in ("token", "access", "refresh") else v)
+        (k, "[redacted]" if k.lower() in REDACTED_PARAMETERS else v)
         for k, v in parse_qsl(parts.query, keep_blank_values=True)
     ]
     return f"{parts.path}?{urlencode(query, safe='[]')}"

@@ -265,6 +265,8 @@ WSP = "autobahn.websocket.protocol.WebSocketProtocol"
 WSF = "autobahn.websocket.protocol.WebSocketServerFactory"
 SERVER = "daphne.server.Server"
 DAPHNE_WS = "daphne.ws_protocol.WebSocketProtocol"
+DAPHNE_REQUEST = "daphne.http_protocol.WebRequest"
+CHANNEL = "twisted.web.http.HTTPChannel"
 CONSUMER = "channels.consumer.AsyncConsumer"
 
 REQUIREMENTS = [
@@ -282,6 +284,17 @@ REQUIREMENTS = [
         "twisted.internet.asyncioreactor.AsyncioSelectorReactor._asyncioEventloop",
         _reactor_loop,
     ),
+    # Twisted: the HTTP/1.1 channel's hooks (edge.py: body limit, head deadline).
+    used_in("Twisted", "twisted.internet.protocol.Factory.buildProtocol", "protocol"),
+    used_in("Twisted", f"{CHANNEL}.lineReceived", "allHeadersReceived"),
+    method("Twisted", f"{CHANNEL}.allHeadersReceived"),
+    method("Twisted", f"{CHANNEL}.rawDataReceived", positional=("data",)),
+    method("Twisted", f"{CHANNEL}.requestDone", positional=("request",)),
+    instance_attribute("Twisted", CHANNEL, "requests", list, build=lambda: resolve(CHANNEL)()),
+    class_attribute("Twisted", f"{CHANNEL}.persistent", int),
+    assigned_in("Twisted", CHANNEL, "_command", by="lineReceived"),
+    assigned_in("Twisted", CHANNEL, "_path", by="lineReceived"),
+    method("Twisted", "twisted.web.http.Request.handleContentChunk", positional=("data",)),
     # autobahn: close frames with any code, the compression flag, states, dropping.
     method("autobahn", f"{WSP}.sendCloseFrame", keywords=("code", "isReply")),
     assigned_in("autobahn", WSP, "_perMessageCompress", by="_connectionMade"),
@@ -299,6 +312,8 @@ REQUIREMENTS = [
     strings_in("Daphne", f"{SERVER}.application_checker", "application_instance", "disconnected"),
     method("Daphne", f"{SERVER}.listen_error", positional=("failure",)),
     assigned_before_call("Daphne", SERVER, "ws_factory", by="run", call="ready_callable"),
+    assigned_before_call("Daphne", SERVER, "http_factory", by="run", call="listen"),
+    assigned_in("Daphne", DAPHNE_REQUEST, "client_addr", by="process"),
     method("Daphne", f"{DAPHNE_WS}.serverSend", positional=("content", "binary")),
     method("Daphne", f"{DAPHNE_WS}.serverClose", positional=("code",)),
     used_in("Daphne", f"{DAPHNE_WS}.handle_reply", "serverClose"),

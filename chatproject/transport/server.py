@@ -22,8 +22,10 @@ from chatproject import metrics
 from . import ListenFailed
 from .access_log import access_log, log_action
 from .drain import begin_drain
+from .edge import ChatHTTPFactory, EdgeLimits
 from .inbox import Inbox
 from .protocol import ChatWebSocketProtocol
+from .proxies import apply_forwarded
 
 reactor: Any = _reactor  # Twisted types the reactor as a module; it is the asyncio one
 
@@ -33,11 +35,27 @@ CLOSE_HANDSHAKE_TIMEOUT = 5.0
 
 
 class ChatServer(Server):
-    """Daphne's server, with a lighter input queue per application (`Inbox`), and telling
+    """Daphne's server, with a lighter input queue per application (`Inbox`), telling
     each WebSocket application how to write a pre-framed event straight to its
-    connection: `scope["extensions"]["chat.send_wire"]`."""
+    connection (`scope["extensions"]["chat.send_wire"]`), serving HTTP through the
+    project's edge (`edge.ChatHTTPFactory`: body limit, head deadline, pending
+    connections), and reading `X-Forwarded-*` from trusted proxies only (`proxies`)."""
 
     listen_failure: str | None = None
+
+    def __init__(self, *args: Any, limits: EdgeLimits, **kwargs: Any) -> None:
+        self.limits = limits
+        super().__init__(*args, **kwargs)
+
+    @property
+    def http_factory(self) -> ChatHTTPFactory:
+        return self._http_factory
+
+    @http_factory.setter
+    def http_factory(self, daphne_factory: Any) -> None:
+        # `run` builds Daphne's factory and listens with it at once; ours takes its place
+        # (a subclass: same requests, same WebSocket handover).
+        self._http_factory = ChatHTTPFactory(self, self.limits)
 
     def listen_error(self, failure: Any) -> None:
         # Daphne logs the failure and stops, and its `run` returns as after a clean
@@ -48,6 +66,11 @@ class ChatServer(Server):
     def create_application(self, protocol: Any, scope: dict[str, Any]) -> Inbox | None:
         # Daphne 4.2's create_application, with an Inbox for its asyncio.Queue.
         assert "application_instance" not in self.connections[protocol]
+        # Daphne put the TCP peer in `client` (it is given no proxy header to read).
+        peer = scope.get("client")
+        apply_forwarded(scope, self.limits.trusted_proxies)
+        if scope.get("client") != peer:  # Daphne's access log shows the client too
+            protocol.client_addr = scope["client"]
         if isinstance(protocol, ChatWebSocketProtocol):
             extensions = {**scope.get("extensions", {}), "chat.send_wire": protocol.send_wire}
             scope["extensions"] = extensions
@@ -93,9 +116,13 @@ def run(*, host: str, port: int, proxy_headers: bool) -> None:
             failByDrop=False, closeHandshakeTimeout=CLOSE_HANDSHAKE_TIMEOUT
         )
         server.ws_factory.protocol = ChatWebSocketProtocol
-        access_log.info("server_starting", host=host, port=port)
+        # Under --proxy-headers, the proxies whose X-Forwarded-* are believed; else None.
+        trusted = [str(network) for network in limits.trusted_proxies] if proxy_headers else None
+        access_log.info("server_starting", host=host, port=port, trusted_proxies=trusted)
 
+    limits = EdgeLimits.from_settings(proxy_headers=proxy_headers)
     server = ChatServer(
+        limits=limits,
         application=application,
         endpoints=build_endpoint_description_strings(host=host, port=port),
         action_logger=log_action,
@@ -109,9 +136,8 @@ def run(*, host: str, port: int, proxy_headers: bool) -> None:
         ping_interval=20,
         ping_timeout=30,
         application_close_timeout=settings.SHUTDOWN_TIMEOUT,
-        proxy_forwarded_address_header="X-Forwarded-For" if proxy_headers else None,
-        proxy_forwarded_port_header="X-Forwarded-Port" if proxy_headers else None,
-        proxy_forwarded_proto_header="X-Forwarded-Proto" if proxy_headers else None,
+        # No proxy header for Daphne, which believes any peer's left-most X-Forwarded-For:
+        # create_application reads them, from TRUSTED_PROXIES only (`proxies`).
         ready_callable=ready,
         server_name="chat",
         verbosity=0,

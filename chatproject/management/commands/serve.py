@@ -6,6 +6,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from chatproject import transport
+from chatproject.signals import server_starting
 
 
 class Command(BaseCommand):
@@ -19,10 +20,14 @@ class Command(BaseCommand):
         parser.add_argument(
             "--proxy-headers",
             action="store_true",
-            help="trust X-Forwarded-For/-Port/-Proto (only behind your own load balancer)",
+            help=(
+                "believe X-Forwarded-For/-Port/-Proto from TRUSTED_PROXIES "
+                f"({', '.join(str(n) for n in settings.TRUSTED_PROXIES)}) only"
+            ),
         )
 
     def handle(self, *args, host=None, port=None, proxy_headers=False, **options):
+        server_starting.send(sender=self.__class__)
         try:
             transport.serve(
                 host=host or settings.HOST,
