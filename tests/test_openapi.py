@@ -28,3 +28,27 @@ def test_schema_and_docs_are_served(client):
     docs = client.get("/api/docs/")
     assert docs.status_code == 200
     assert b"swagger-ui" in docs.content
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("method", "path", "headers", "status", "code"),
+    [
+        ("get", "/api/auth/me/", {}, 401, "unauthenticated"),
+        (
+            "get",
+            "/api/auth/me/",
+            {"HTTP_AUTHORIZATION": "Bearer not-a-token"},
+            401,
+            "unauthenticated",
+        ),
+        ("delete", "/api/auth/login/", {}, 405, "method_not_allowed"),
+        ("post", "/api/auth/login/", {"content_type": "text/plain"}, 415, "unsupported_media_type"),
+    ],
+)
+def test_the_frameworks_own_refusals_carry_a_code(client, method, path, headers, status, code):
+    response = getattr(client, method)(path, **headers)
+    assert response.status_code == status
+    body = response.json()
+    assert body["code"] == code
+    assert isinstance(body["detail"], str) and body["detail"]
