@@ -1,6 +1,8 @@
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.views.main import ChangeList
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.contrib.auth.forms import UserChangeForm as DjangoUserChangeForm
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
@@ -8,6 +10,7 @@ from accounts import services
 from accounts.auth import signed_in
 from accounts.models import User
 from accounts.presence import online_user_ids
+from chatproject.errors import ChatError
 
 
 class UserChangeList(ChangeList):
@@ -18,8 +21,22 @@ class UserChangeList(ChangeList):
             user.online = user.pk in online
 
 
+class UserChangeForm(DjangoUserChangeForm):
+    """The username and display name rules are the model fields' validators
+    (`accounts.names`); that a display name is nobody else's username needs the database."""
+
+    def clean_display_name(self) -> str:
+        try:
+            return services.check_display_name(
+                display_name=self.cleaned_data.get("display_name", ""), user_id=self.instance.pk
+            )
+        except ChatError as exc:
+            raise forms.ValidationError(exc.message) from None
+
+
 @admin.register(User)
 class UserAdmin(DjangoUserAdmin):
+    form = UserChangeForm
     list_display = [
         "username",
         "display_name",

@@ -1,13 +1,58 @@
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, ClassVar
+
+from django.conf import settings
 from django.contrib.auth.models import AbstractUser
+from django.contrib.auth.models import UserManager as DjangoUserManager
 from django.db import models
 from django.db.models.functions import Lower
+from django.utils.crypto import salted_hmac
+
+from accounts.names import USERNAME_RULE, validate_display_name, validate_username
+
+_SESSION_HASH_SALT = "django.contrib.auth.models.AbstractBaseUser.get_session_auth_hash"
+
+
+if TYPE_CHECKING:
+    _Manager = DjangoUserManager["User"]
+else:
+    _Manager = DjangoUserManager
+
+
+class UserManager(_Manager):
+    def with_username(self, name: str) -> "models.QuerySet[User]":
+        """The user named `name` in any case (at most one: the unique constraint), found
+        through that constraint's index on `lower(username)`."""
+        return self.alias(username_lower=Lower("username")).filter(username_lower=name.lower())
+
+    def get_by_natural_key(self, username: str | None) -> "User":
+        """Case-insensitive, as the unique constraint: "Alice" signs in the account
+        "alice". Django's ModelBackend looks users up here, so every login form (the API,
+        the pages, the admin) finds the account with one query and checks one password
+        hash, and an unknown name costs the same one hash (ModelBackend hashes for it)."""
+        return self.with_username(username or "").get()
 
 
 class User(AbstractUser):
     """A chat user. Usernames are unique regardless of case ("Alice" is "alice")."""
 
-    display_name = models.CharField(max_length=64, blank=True)
+    username = models.CharField(
+        "username",
+        max_length=150,
+        unique=True,
+        help_text=USERNAME_RULE,
+        validators=[validate_username],
+        error_messages={"unique": "A user with that username already exists."},
+    )
+    display_name = models.CharField(max_length=64, blank=True, validators=[validate_display_name])
     last_seen = models.DateTimeField(null=True, blank=True)
+    # Raised by `accounts.services.revoke_credentials` (a password change, "sign out
+    # everywhere", a deactivation). Tokens carry the value they were issued under (the
+    # `gen` claim) and sessions are bound to it (the session auth hash), so raising it
+    # ends every token and session the user holds, on every process, at once.
+    token_generation = models.PositiveIntegerField(default=0, editable=False)
+
+    objects: ClassVar[UserManager] = UserManager()
 
     class Meta:
         constraints = [
@@ -20,3 +65,21 @@ class User(AbstractUser):
     @property
     def shown_name(self) -> str:
         return self.display_name or self.username
+
+    # A session stays signed in while the hash it stored at login matches (Django's
+    # `get_user`). Django hashes the password hash; ours adds the token generation, so a
+    # revocation ends every session too, whatever the session engine. Generation 0 hashes
+    # as Django does: sessions made before this field existed stay valid.
+
+    def get_session_auth_hash(self) -> str:
+        return self._session_hash(secret=None)
+
+    def get_session_auth_fallback_hash(self) -> Iterator[str]:
+        for fallback_secret in settings.SECRET_KEY_FALLBACKS:
+            yield self._session_hash(secret=fallback_secret)
+
+    def _session_hash(self, *, secret: str | bytes | None) -> str:
+        value = self.password
+        if self.token_generation:
+            value = f"{value}:{self.token_generation}"
+        return salted_hmac(_SESSION_HASH_SALT, value, secret=secret, algorithm="sha256").hexdigest()

@@ -14,6 +14,12 @@ user produce one `user_online` and one `user_offline`.
 
 With `REDIS_URL` the entries live in Redis and every process sees the same state; without
 it they live in this process's memory (one process, by definition).
+
+What others are told of these transitions is rate-limited per user (`ANNOUNCEMENTS`): a
+client that opens and closes sockets, or joins and leaves a room, as fast as it can must
+not make every watcher receive a frame per socket. `messaging.sockets` holds back an
+announcement beyond the rate and, once the window opens, announces the state as it is
+then (so the last word is always right).
 """
 
 import threading
@@ -26,6 +32,15 @@ from django.conf import settings
 from chatproject.redis_client import connect
 
 ONLINE = "online"
+# Announcements of one user's presence (`user_online` / `user_offline`), and of one user's
+# presence in one room (`user_joined` / `user_left`): at most (count, per seconds).
+ANNOUNCEMENTS = (2, 1.0)
+
+
+def announcement_key(user_id: int, room_id: int | None = None) -> str:
+    """The rate-limit key (`chatproject.throttle`) of a user's announcements, or of
+    their announcements in one room."""
+    return f"presence:{user_id}" if room_id is None else f"presence:{room_id}:{user_id}"
 
 
 def user_key(user_id: int) -> tuple[str, str, int]:

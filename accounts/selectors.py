@@ -9,7 +9,14 @@ from accounts.presence import online_user_ids
 from chatproject.errors import NotFound
 from chatproject.events import UserBrief
 
-__all__ = ["UserNotFound", "get_active_user", "list_users", "online_user_ids", "user_briefs"]
+__all__ = [
+    "UserNotFound",
+    "get_active_user",
+    "list_users",
+    "online_user_ids",
+    "signed_in_still",
+    "user_briefs",
+]
 
 
 class UserNotFound(NotFound):
@@ -21,6 +28,14 @@ def get_active_user(*, user_id: int) -> User:
         return User.objects.get(pk=user_id, is_active=True)
     except (User.DoesNotExist, ValueError, TypeError):
         raise UserNotFound() from None
+
+
+def signed_in_still(*, user: User) -> bool:
+    """Whether the credentials `user` was authenticated with (its token generation) still
+    stand: the account is active and nothing was revoked since it was read."""
+    return User.objects.filter(
+        pk=user.pk, is_active=True, token_generation=user.token_generation
+    ).exists()
 
 
 def list_users(*, search: str = "", online: bool | None = None) -> QuerySet[User]:

@@ -1,7 +1,7 @@
-from django.contrib.auth.validators import UnicodeUsernameValidator
 from rest_framework import serializers
 
 from accounts.models import User
+from accounts.names import DISPLAY_NAME_MAX_LENGTH, USERNAME_RULE
 from accounts.selectors import online_user_ids
 
 
@@ -41,13 +41,14 @@ class UserBriefSerializer(serializers.ModelSerializer):
 
 
 class RegisterSerializer(serializers.Serializer):
-    username = serializers.CharField(
-        min_length=1, max_length=32, validators=[UnicodeUsernameValidator()]
-    )
+    """The documented shape; the rules (`accounts.names`, shared with the register page
+    and the admin) are applied by `accounts.services.register_user`."""
+
+    username = serializers.CharField(min_length=1, max_length=150, help_text=USERNAME_RULE)
     password = serializers.CharField(write_only=True, max_length=128, trim_whitespace=False)
     email = serializers.EmailField(required=False, allow_blank=True, default="")
     display_name = serializers.CharField(
-        required=False, allow_blank=True, default="", max_length=64
+        required=False, allow_blank=True, default="", max_length=DISPLAY_NAME_MAX_LENGTH
     )
 
 
@@ -60,6 +61,25 @@ class RefreshTokenSerializer(serializers.Serializer):
     refresh = serializers.CharField()
 
 
+class LogoutSerializer(serializers.Serializer):
+    """One refresh token, or `all` (authenticated): every token and session of the user."""
+
+    refresh = serializers.CharField(required=False)
+    all = serializers.BooleanField(required=False, default=False)
+
+    def validate(self, attrs: dict) -> dict:
+        if not attrs["all"] and not attrs.get("refresh"):
+            raise serializers.ValidationError(
+                {"refresh": ["This field is required (or send `all: true`)."]}
+            )
+        return attrs
+
+
+class TokenPairSerializer(serializers.Serializer):
+    access = serializers.CharField()
+    refresh = serializers.CharField()
+
+
 class AuthResultSerializer(serializers.Serializer):
     user = MeSerializer()
     access = serializers.CharField()
@@ -67,4 +87,6 @@ class AuthResultSerializer(serializers.Serializer):
 
 
 class ProfileUpdateSerializer(serializers.Serializer):
-    display_name = serializers.CharField(allow_blank=True, max_length=64, required=False)
+    display_name = serializers.CharField(
+        allow_blank=True, max_length=DISPLAY_NAME_MAX_LENGTH, required=False
+    )

@@ -6,7 +6,6 @@ from rest_framework import generics, permissions, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
-from rest_framework_simplejwt.views import TokenRefreshView
 
 from accounts import selectors, services
 from accounts.auth import signed_in
@@ -14,12 +13,15 @@ from accounts.models import User
 from accounts.serializers import (
     AuthResultSerializer,
     LoginSerializer,
+    LogoutSerializer,
     MeSerializer,
     ProfileUpdateSerializer,
     RefreshTokenSerializer,
     RegisterSerializer,
+    TokenPairSerializer,
     UserSerializer,
 )
+from chatproject.errors import Unauthenticated
 
 
 def client_address(request: Request) -> str:
@@ -59,21 +61,47 @@ class LoginView(APIView):
         return _auth_result(user, status.HTTP_200_OK)
 
 
-class RefreshView(TokenRefreshView):
-    """Rotation: answers a new access and refresh token; the old refresh is blacklisted."""
+class RefreshView(APIView):
+    """Rotation: answers a new access and refresh token; the old refresh is blacklisted.
+    The new refresh token keeps the sign-in time of the old one, and none outlives
+    JWT_REFRESH_MAX_DAYS after that sign-in."""
 
-    authentication_classes = ()
-
-
-class LogoutView(APIView):
     permission_classes = [permissions.AllowAny]
     authentication_classes: list = []
 
-    @extend_schema(request=RefreshTokenSerializer, responses={205: None})
+    @extend_schema(request=RefreshTokenSerializer, responses={200: TokenPairSerializer})
     def post(self, request: Request) -> Response:
         data = RefreshTokenSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        services.revoke_refresh_token(refresh=data.validated_data["refresh"])
+        pair = services.rotate_refresh_token(refresh=data.validated_data["refresh"])
+        return Response(pair, status=status.HTTP_200_OK)
+
+
+class LogoutView(APIView):
+    """`{"refresh"}` signs out that refresh token; `{"all": true}`, authenticated (Bearer,
+    or the session with its CSRF token), signs the user out everywhere: every token and
+    session, and the sockets they opened (4401)."""
+
+    permission_classes = [permissions.AllowAny]
+
+    def perform_authentication(self, request: Request) -> None:
+        # Only `all` needs to know who asks: a client signing out one refresh token may
+        # still send its expired access token, which must not turn the answer into a 401.
+        pass
+
+    @extend_schema(request=LogoutSerializer, responses={205: None})
+    def post(self, request: Request) -> Response:
+        data = LogoutSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        if data.validated_data["all"]:
+            user = request.user
+            if not isinstance(user, User):
+                raise Unauthenticated(
+                    "Sign in (a Bearer token or the session) to sign out everywhere."
+                )
+            services.revoke_credentials(user=user)
+        else:
+            services.revoke_refresh_token(refresh=data.validated_data["refresh"])
         return Response(status=status.HTTP_205_RESET_CONTENT)
 
 

@@ -115,6 +115,17 @@ def test_createsuperuser_noinput_reads_the_environment(monkeypatch, client):
     assert client.get("/admin/rooms/room/").status_code == 200
 
 
+def test_createsuperuser_noinput_needs_no_email(monkeypatch):
+    monkeypatch.setenv("DJANGO_SUPERUSER_USERNAME", "boss")
+    monkeypatch.setenv("DJANGO_SUPERUSER_PASSWORD", "a-long-and-unusual-pass-42")
+    monkeypatch.delenv("DJANGO_SUPERUSER_EMAIL", raising=False)
+
+    output = run("createsuperuser", "--noinput")
+
+    assert "Superuser created successfully." in output
+    assert User.objects.get(username="boss").email == ""
+
+
 # ------------------------------------------------------------------ sweep_uploads
 
 

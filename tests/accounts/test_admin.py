@@ -21,6 +21,7 @@ from django.test import Client
 from accounts.models import User
 from accounts.presence import LocalPresence, RedisPresence, user_key
 from accounts.services import issue_tokens, set_active
+from tests.conftest import client_for
 from tests.factories import UserFactory
 from tests.live import WS, LiveServer
 
@@ -171,7 +172,7 @@ def test_saving_the_change_form_with_is_active_ticked_closes_nothing(
     assert alice_api.get(ME).status_code == 200
 
 
-def test_activate_action_lets_the_user_back_in(
+def test_activate_action_lets_the_user_back_in_but_not_their_old_tokens(
     admin_client, user, alice_api, broadcasts, committing
 ):
     set_active(user=user, active=False)
@@ -183,7 +184,9 @@ def test_activate_action_lets_the_user_back_in(
     assert "Activated 1 user(s)." in response.content.decode()
     user.refresh_from_db()
     assert user.is_active is True
-    assert alice_api.get(ME).status_code == 200
+    # The deactivation revoked what the user held; signing in again works.
+    assert alice_api.get(ME).status_code == 401
+    assert client_for(user).get(ME).status_code == 200
     assert broadcasts == []
 
 
