@@ -61,3 +61,19 @@ class RateLimited(ChatError):
     def __init__(self, message: str | None = None, *, retry_after: int = 1):
         super().__init__(message)
         self.retry_after = max(1, int(retry_after))
+
+
+class QuotaExceeded(ChatError):
+    """A store that has a size budget per user is full (UPLOAD_QUOTA_MB)."""
+
+    code = "quota_exceeded"
+    status = 413
+    default_message = "Your storage quota is used up."
+
+
+class Unavailable(ChatError):
+    """The database could not store this one request; nothing of it was acknowledged."""
+
+    code = "unavailable"
+    status = 503
+    default_message = "The server cannot store this right now; try again."

@@ -2,6 +2,7 @@
 
 `hit("typing:3:7", limit=1, window=2)` counts one event against the key and answers
 whether it is within `limit` per `window` seconds, and if not, how many seconds remain.
+`cost` counts one event as several (a room made with members in it spends one per member).
 """
 
 import math
@@ -21,7 +22,7 @@ class LocalCounters:
         self._windows: dict[str, tuple[float, int]] = {}
         self._lock = threading.Lock()
 
-    def hit(self, key: str, *, limit: int, window: float) -> tuple[bool, int]:
+    def hit(self, key: str, *, limit: int, window: float, cost: int = 1) -> tuple[bool, int]:
         now = time.monotonic()
         with self._lock:
             if len(self._windows) > 100_000:  # forget expired windows now and then
@@ -29,7 +30,7 @@ class LocalCounters:
             ends, count = self._windows.get(key, (0.0, 0))
             if ends <= now:
                 ends, count = now + window, 0
-            count += 1
+            count += cost
             self._windows[key] = (ends, count)
             return count <= limit, max(1, math.ceil(ends - now))
 
@@ -47,10 +48,10 @@ class RedisCounters:
         self._redis = connect(url)
         self._prefix = f"{prefix}:throttle"
 
-    def hit(self, key: str, *, limit: int, window: float) -> tuple[bool, int]:
+    def hit(self, key: str, *, limit: int, window: float, cost: int = 1) -> tuple[bool, int]:
         name = f"{self._prefix}:{key}"
         pipe = self._redis.pipeline(transaction=True)
-        pipe.incr(name)
+        pipe.incrby(name, cost)
         pipe.pexpire(name, int(window * 1000), nx=True)
         pipe.pttl(name)
         count, _, ttl_ms = pipe.execute()
@@ -74,8 +75,8 @@ def counters() -> LocalCounters | RedisCounters:
     return LocalCounters()
 
 
-def hit(key: str, *, limit: int, window: float) -> tuple[bool, int]:
-    return counters().hit(key, limit=limit, window=window)
+def hit(key: str, *, limit: int, window: float, cost: int = 1) -> tuple[bool, int]:
+    return counters().hit(key, limit=limit, window=window, cost=cost)
 
 
 def reset(key: str) -> None:
@@ -83,12 +84,12 @@ def reset(key: str) -> None:
     counters().reset(key)
 
 
-def spend(key: str, *, rate: tuple[int, float], budget: str, refusal: str) -> None:
-    """Take one from the budget `rate` (count, window in seconds) under `key`; beyond it,
-    count the refusal in the metrics under `budget` and raise RateLimited with `refusal`,
-    a message that may name `{count}`, `{window}` and `{retry_after}`."""
+def spend(key: str, *, rate: tuple[int, float], budget: str, refusal: str, cost: int = 1) -> None:
+    """Take `cost` (one by default) from the budget `rate` (count, window in seconds) under
+    `key`; beyond it, count the refusal in the metrics under `budget` and raise RateLimited
+    with `refusal`, a message that may name `{count}`, `{window}` and `{retry_after}`."""
     count, window = rate
-    allowed, retry_after = hit(key, limit=count, window=window)
+    allowed, retry_after = hit(key, limit=count, window=window, cost=cost)
     if not allowed:
         metrics.RATE_LIMITED.labels(limit=budget).inc()
         raise RateLimited(

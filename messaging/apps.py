@@ -8,7 +8,12 @@ class MessagingConfig(AppConfig):
     def ready(self) -> None:
         from django.db.models.signals import post_delete
 
-        from messaging.attachments import forget_file
+        from chatproject.signals import server_starting
+        from messaging.attachments import forget_file, start_sweeping
         from messaging.models import Attachment
 
         post_delete.connect(forget_file, sender=Attachment, dispatch_uid="attachment-file")
+        # Unused uploads are deleted by every server process on its own; no cron needed.
+        server_starting.connect(
+            lambda **kwargs: start_sweeping(), dispatch_uid="sweep-unused-uploads", weak=False
+        )

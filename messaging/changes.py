@@ -1,6 +1,8 @@
 """Changes to stored messages: edits, soft deletes and restores, reactions, and purging a
 room's history. Each takes the room's next position (`messaging.stream`) under the room
-lock, room first, then the message, always in that order."""
+lock, room first, then the message, always in that order. A change that others will see
+spends the actor's WRITE_RATE_LIMIT (`rooms.services.check_write_rate`) first; a change
+that changes nothing (the same content, a reaction already there) spends nothing."""
 
 from django.conf import settings
 from django.db import transaction
@@ -14,6 +16,7 @@ from chatproject.text import clean_text
 from messaging.models import Message, Reaction
 from messaging.stream import advance_position, deleted_frame, lock_room, message_frame, post_notice
 from rooms.models import Room
+from rooms.services import check_write_rate
 
 
 def _lock_message(message: Message) -> tuple[Room, Message]:
@@ -49,6 +52,7 @@ def edit_message(*, message: Message, editor: User, content: str) -> Message:
         _writable(room, message)
         if message.content == content:
             return message
+        check_write_rate(user=editor)
         message.content = content
         message.edited_at = timezone.now()
         message.pos = advance_position(room)
@@ -70,6 +74,7 @@ def delete_message(*, message: Message, actor: User, can_moderate: bool) -> Mess
         room, message = _lock_message(message)
         if message.deleted:
             return message
+        check_write_rate(user=actor)
         message.deleted = True
         message.deleted_at = timezone.now()
         message.pos = advance_position(room)
@@ -123,6 +128,7 @@ def add_reaction(*, message: Message, user: User, emoji: str) -> bool:
             and not Reaction.objects.filter(message=message, emoji=emoji).exists()
         ):
             raise ValidationFailed(f"A message takes at most {MAX_DISTINCT_REACTIONS} emoji.")
+        check_write_rate(user=user)
         Reaction.objects.create(message=message, user=user, emoji=emoji)
         _reaction_changed(room, message, user, emoji, "reaction_added")
     return True
@@ -137,6 +143,7 @@ def remove_reaction(*, message: Message, user: User, emoji: str) -> bool:
         deleted, _ = Reaction.objects.filter(message=message, user=user, emoji=emoji).delete()
         if not deleted:
             return False
+        check_write_rate(user=user)  # refused: the delete above is rolled back
         _reaction_changed(room, message, user, emoji, "reaction_removed")
     return True
 
@@ -158,6 +165,7 @@ def purge_messages(*, room: Room, actor: User) -> int:
     Positions are not reused: a system notice takes the next one, and sockets in the
     room are told with `room_purged` to drop what they show.
     """
+    check_write_rate(user=actor)
     with transaction.atomic():
         locked = lock_room(room.pk)
         _, deleted = Message.objects.filter(room=locked).delete()

@@ -15,17 +15,17 @@ import uuid
 from typing import Any
 
 import structlog
-from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from accounts.models import User
 from accounts.presence import online_user_ids, room_user_ids
-from accounts.selectors import get_active_user, user_briefs
+from accounts.selectors import get_active_user, signed_in_still, user_briefs
+from accounts.sessions import session_expiry
 from accounts.tokens import user_for_access_token
-from chatproject import events, metrics, throttle
-from chatproject.broadcast import publish, room_group, status_group, user_group
+from chatproject import events, metrics
+from chatproject.broadcast import room_group, status_group, user_group
 from chatproject.errors import (
     ChatError,
     Forbidden,
@@ -40,6 +40,7 @@ from messaging import frames, selectors
 from messaging.origins import header, origin_allowed
 from messaging.sockets import local_sockets
 from messaging.stream import change_frame
+from messaging.typists import TypingRelay
 from messaging.writer import group_commit
 from rooms.models import Room
 from rooms.selectors import get_visible_room, unread_count
@@ -48,7 +49,6 @@ from rooms.services import enter_room, mark_read
 log = get_logger(__name__)
 
 REPLAY_BATCH = 200
-TYPING_EVERY = 2.0  # seconds between relayed `is_typing: true` frames, per user and room
 MAX_STATUS_SUBSCRIPTIONS = 500
 MAX_PRESENCE_MEMORY = 10_000
 
@@ -120,12 +120,6 @@ def _status_of(user_id: int) -> events.UserStatus:
     )
 
 
-_typing_allowed = sync_to_async(
-    lambda key: throttle.hit(key, limit=1, window=TYPING_EVERY)[0], thread_sensitive=False
-)
-_typing_stopped = sync_to_async(throttle.reset, thread_sensitive=False)
-
-
 @database_sync_to_async
 def _authenticate(token: object) -> tuple[User, int]:
     if not isinstance(token, str):
@@ -133,11 +127,20 @@ def _authenticate(token: object) -> tuple[User, int]:
     return user_for_access_token(token)
 
 
+@database_sync_to_async
+def _session_expiry(key: str, user_id: int) -> float | None:
+    return session_expiry(key=key, user_id=user_id)
+
+
+_signed_in_still = database_sync_to_async(signed_in_still)
+
+
 class ChatConsumer(AsyncWebsocketConsumer):
     # No alias names a configured layer, so Channels gives the socket no channel (and no
     # per-socket layer reads): events arrive through the hub.
     channel_layer_alias = "none: events come from chatproject.hub"
     user: User | None = None
+    _typist: TypingRelay | None = None  # made at the socket's first `typing` frame
 
     async def connect(self) -> None:
         self.socket_id = uuid.uuid4().hex
@@ -169,7 +172,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
             return
         user = self.scope.get("user")
         if user is not None and user.is_authenticated:
-            await self._start(user, expires=self.scope.get("token_exp"))
+            # A session socket ends with its session: `_close_expired` re-checks it then.
+            session = self.scope.get("session_auth")
+            expires = self.scope.get("token_exp") or (session.expires if session else None)
+            await self._start(user, expires=expires)
         else:
             self._timers.append(
                 self._later(settings.WEBSOCKET_AUTH_TIMEOUT, self._close_unless_authenticated)
@@ -181,6 +187,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 timer.cancel()
         for answer in list(self._posting):  # the posts are stored; nobody is left to tell
             answer.cancel()
+        if self._typist is not None:
+            self._typist.close()
         if self.user is None:
             return
         groups = [room_group(r) for r in self.rooms] + [status_group(u) for u in self.status_of]
@@ -210,10 +218,14 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def _start(self, user: User, *, expires: int | None, ref=None) -> None:
         self.user = user
         structlog.contextvars.bind_contextvars(user_id=user.pk)
+        current = True
         try:
             added = await local_sockets.add(self)
             if added:
                 await hub.subscribe(user_group(user.pk), self)
+                # A revocation or deactivation published before that subscription did not
+                # reach this socket: look once more, now that any later one will.
+                current = await _signed_in_still(user=user)
         except Exception:
             # Redis failed (or is just back, with stale connections): no 1011, but a code
             # that tells the client to come back; `disconnect` undoes what was recorded.
@@ -229,6 +241,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 ref,
             )
             await self.close(code=CLOSE_LIMIT)
+            return
+        if not current:
+            await self.send_error(Unauthenticated("You were signed out."), ref)
+            await self.close(code=CLOSE_UNAUTHENTICATED)
             return
         self._expire_at(expires)
         log.info("ws_connected", user_id=user.pk, path=self.scope.get("path"))
@@ -268,6 +284,17 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.close(code=CLOSE_UNAUTHENTICATED)
 
     async def _close_expired(self) -> None:
+        session = self.scope.get("session_auth")
+        if session is not None and self.user is not None:
+            # The session may have been extended since; it may also have ended.
+            expires = await _session_expiry(session.key, self.user.pk)
+            if expires is not None and expires > time.time():
+                self._expire_at(expires)
+                return
+            log.info("ws_session_ended", user_id=self.user.pk)
+            await self.send_error(Unauthenticated("Your session ended."), None)
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
         log.info("ws_token_expired", user_id=self.user.pk if self.user else None)
         await self.send_error(Unauthenticated("Your access token expired."), None)
         await self.close(code=CLOSE_UNAUTHENTICATED)
@@ -336,6 +363,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
         elif user.pk != self.user.pk:
             raise Forbidden("A socket cannot change its user; open a new one.")
         else:
+            # From now on the socket stands on this token (its generation, its expiry),
+            # no longer on the session it may have been opened with.
+            self.user = user
+            self.scope["session_auth"] = None
             self._expire_at(expires)
             await self.send_frame(events.authenticated(user=events.user_brief(user), ref=ref))
 
@@ -425,19 +456,11 @@ class ChatConsumer(AsyncWebsocketConsumer):
         is_typing = frames.boolean(frame, "is_typing")
         if room_id not in self.rooms:
             raise Forbidden("Join the room before typing in it.")
-        # "Stopped typing" always goes out (and the next start is news again);
-        # "typing" at most once per TYPING_EVERY.
-        key = f"typing:{room_id}:{self.me.pk}"
-        if not is_typing:
-            await _typing_stopped(key)
-            relay = True
-        else:
-            relay = await _typing_allowed(key)
-        if relay:
-            user = events.user_brief(self.me)
-            publish(
-                room_group(room_id), events.typing(room=room_id, user=user, is_typing=is_typing)
-            )
+        # At most one `typing` frame per user and room per TYPING_EVERY; sooner ones are
+        # held and the latest is relayed when the window opens (`messaging.typists`).
+        if self._typist is None:
+            self._typist = TypingRelay(self.me, subscribed=self.rooms.__contains__)
+        await self._typist.typed(room_id, is_typing)
         if ref is not None:  # typing is frequent: answered only when the client asks
             await self.send_frame(events.ack(ref, room=room_id))
 
@@ -511,6 +534,17 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if kind == "user_deactivated":
             await self.send_error(Unauthenticated("This account was deactivated."), None)
             await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        if kind == "credentials_revoked":  # sockets signed in before the revocation
+            if self.me.token_generation < event["generation"]:
+                await self.send_error(Unauthenticated("You were signed out everywhere."), None)
+                await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        if kind == "session_ended":  # sockets opened with the session that signed out
+            session = self.scope.get("session_auth")
+            if session is not None and session.digest == event["session"]:
+                await self.send_error(Unauthenticated("You signed out."), None)
+                await self.close(code=CLOSE_UNAUTHENTICATED)
             return
         if kind == "room_added":
             await self._send_frame(frame)  # the client fetches the room and joins it

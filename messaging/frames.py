@@ -30,7 +30,8 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-def _depth(value: Any) -> int:
+def depth(value: Any) -> int:
+    """How deeply `value` nests objects and lists (a scalar is 0), without recursion."""
     deepest, stack = 0, [(value, 1)]
     while stack:
         node, level = stack.pop()
@@ -55,7 +56,7 @@ def parse(text: str | None) -> dict[str, Any]:
         raise InvalidJSON(f"Malformed JSON: {exc}") from None
     if not isinstance(frame, dict):
         raise InvalidJSON("A frame must be a JSON object with a `type`.")
-    if _depth(frame) > MAX_DEPTH:
+    if depth(frame) > MAX_DEPTH:
         raise ValidationFailed(f"The frame is nested deeper than {MAX_DEPTH} levels.")
     return frame
 

@@ -6,7 +6,11 @@ applies, in this order, the room's access rule (`rooms.selectors.posting_refusal
 sender's budget (`CHAT_RATE_LIMIT`, for client input), the input checks, and then, under
 the room lock, idempotency by `client_id`, the archive, and the claim of uploaded files;
 the posts that pass are stored together by `messaging.stream.append`. One post's error is
-never another's. System notices are written by the stream itself (`post_notice`).
+never another's: input is checked in full before the room is locked (ids within the
+database's integers, nesting within the socket's depth limit), a post's own lookups run
+in a savepoint of their own, and an insert that fails is retried post by post, so a
+crafted post can fail only itself. System notices are written by the stream itself
+(`post_notice`).
 """
 
 import re
@@ -16,19 +20,23 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, DataError, IntegrityError, transaction
 
 from accounts.models import User
 from chatproject import events, throttle
-from chatproject.errors import ChatError, Forbidden, ValidationFailed
+from chatproject.errors import ChatError, Forbidden, Unavailable, ValidationFailed
+from chatproject.logs import get_logger
 from chatproject.text import FORBIDDEN_CHARS, clean_text
 from messaging import stream
 from messaging.attachments import attachments_for_message
+from messaging.frames import MAX_DEPTH, depth
 from messaging.models import Attachment, Message
 from messaging.selectors import get_message_in_room
 from messaging.serializers import MAX_TITLE_LENGTH, MessageCreateSerializer, message_data
 from rooms.models import Room
 from rooms.selectors import RoomNotFound, member_ids, posting_refusal
+
+log = get_logger(__name__)
 
 CLIENT_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
@@ -62,17 +70,25 @@ def post_messages(
     """
     try:
         return _post(room_id, posts, from_client=from_client, count=from_client)
+    except (IntegrityError, DataError):
+        # The batch's insert failed, and nothing of it was stored. Usually a concurrent
+        # post with one of these client_ids (the same sender, under another room's lock)
+        # committed between the lookup and the insert; else one post's values were
+        # refused by the database. Store them one by one, each with its own answer. Their
+        # budget was counted once, above.
+        return [_alone(room_id, author, data, from_client=from_client) for author, data in posts]
+
+
+def _alone(room_id: int, author: User, data: Any, *, from_client: bool) -> Outcome:
+    """One post of a batch whose insert failed, stored in a transaction of its own."""
+    try:
+        (outcome,) = _post(room_id, [(author, data)], from_client=from_client, count=False)
     except IntegrityError:
-        # A concurrent post with one of these client_ids (the same sender, under another
-        # room's lock) committed between the lookup and the insert: store them one by
-        # one, each with its own answer. Their budget was counted once, above.
-        outcomes: list[Outcome] = []
-        for author, data in posts:
-            try:
-                outcomes += _post(room_id, [(author, data)], from_client=from_client, count=False)
-            except IntegrityError:
-                outcomes.append(_clash(room_id, author, data.get("client_id")))
-        return outcomes
+        return _clash(room_id, author, data.get("client_id") if isinstance(data, dict) else None)
+    except DataError:
+        log.exception("post_refused_by_database", room_id=room_id)
+        return Unavailable("The database refused this message.")
+    return outcome
 
 
 def _post(
@@ -102,7 +118,7 @@ def _post(
                     fields = parsed[i]
                     if isinstance(fields, ChatError):
                         raise fields
-                    files, reply_to = _referenced(room=room, author=author, fields=fields)
+                    files, reply_to = _referenced_alone(room=room, author=author, fields=fields)
                 else:
                     fields, files, reply_to = data, data["attachments"], data["reply_to"]
                 drafts[i] = _draft(
@@ -164,8 +180,9 @@ def _clash(room_id: int, author: User, client_id: object) -> Outcome:
     """The answer to a post whose insert met the same sender's `client_id`."""
     try:  # `get`: the (sender, client_id) unique index, no ORDER BY id
         existing = Message.objects.select_related("sender").get(sender=author, client_id=client_id)
-    except Message.DoesNotExist:  # not a client_id clash after all
-        raise IntegrityError(f"a post to room {room_id} could not be stored") from None
+    except Message.DoesNotExist:  # not a client_id clash after all (a reply_to just deleted?)
+        log.warning("post_not_stored", room_id=room_id)
+        return Unavailable()
     if existing.room_id == room_id:
         return Posted(existing, created=False)
     return _used_elsewhere()
@@ -212,6 +229,23 @@ def _claim(files: Sequence[Attachment], free: set[int]) -> bool:
 
 
 # ---------------------------------------------------------------- one post, checked
+
+
+def _referenced_alone(
+    *, room: Room, author: User, fields: dict[str, Any]
+) -> tuple[list[Attachment], Message | None]:
+    """`_referenced`, in a savepoint when the post names anything: a database error of
+    one post's lookups (on PostgreSQL it would abort the whole transaction) answers that
+    post `unavailable` and leaves the others of its batch alone. The caller holds the
+    room lock in a transaction."""
+    if not fields.get("attachments") and fields.get("reply_to") is None:
+        return [], None  # the common post: no lookup, no savepoint
+    try:
+        with transaction.atomic():
+            return _referenced(room=room, author=author, fields=fields)
+    except (DatabaseError, OverflowError):  # OverflowError: SQLite's, for an id over 2**63
+        log.exception("post_lookup_failed", room_id=room.pk)
+        raise Unavailable() from None
 
 
 def _referenced(
@@ -267,6 +301,9 @@ def _draft(
         raise Forbidden("Only staff may post announcements.")
     if kind not in Message.Type.values:
         raise ValidationFailed(f"Unknown message type {kind!r}.", fields={"type": ["Unknown."]})
+    payload = fields.get("payload") or {}
+    if depth(payload) > MAX_DEPTH - 1:  # one level below the post (or frame) holding it
+        raise _too_deep()
     client_id = fields.get("client_id")
     if client_id is None:
         client_id = uuid.uuid4().hex
@@ -281,7 +318,7 @@ def _draft(
         type=kind,
         client_id=client_id,
         title=title,
-        payload=fields.get("payload") or {},
+        payload=payload,
         attachment_urls=attachment_urls,
         reply_to=reply_to,
         files=files,
@@ -301,7 +338,12 @@ def _parsed(data: Any) -> dict[str, Any] | ChatError:
 def input_fields(data: Any) -> dict[str, Any]:
     """`MessageCreateSerializer`'s validated data. The common post (text, maybe a
     client_id) is checked here without DRF, which deep-copies its fields for every
-    instance; anything else, and anything DRF would refuse, goes through DRF."""
+    instance; anything else, and anything DRF would refuse, goes through DRF.
+
+    A post nests at most as deep as a socket frame may (`messaging.frames.MAX_DEPTH`):
+    the same limit for REST bodies, socket frames and what the admin stores."""
+    if depth(data) > MAX_DEPTH:
+        raise _too_deep()
     plain = _plain_input(data)
     if plain is not None:
         return plain
@@ -309,6 +351,13 @@ def input_fields(data: Any) -> dict[str, Any]:
     if not serializer.is_valid():
         raise validation_failed(serializer.errors)
     return dict(serializer.validated_data)
+
+
+def _too_deep() -> ValidationFailed:
+    return ValidationFailed(
+        f"The message is nested deeper than {MAX_DEPTH} levels.",
+        fields={"payload": [f"Nested deeper than {MAX_DEPTH - 1} levels."]},
+    )
 
 
 def _plain_input(data: Any) -> dict[str, Any] | None:

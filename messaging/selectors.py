@@ -45,7 +45,7 @@ def changes_after(*, room: Room, after: int, limit: int) -> tuple[list[Message],
 def get_message_in_room(*, room: Room, message_id: object) -> Message:
     try:
         return _messages(room).get(pk=int(message_id))  # type: ignore[call-overload]
-    except (Message.DoesNotExist, TypeError, ValueError):
+    except (Message.DoesNotExist, TypeError, ValueError, OverflowError):
         raise MessageNotFound() from None
 
 
@@ -57,7 +57,7 @@ def get_message_for_user(*, message_id: object, user: User) -> Message:
     """A message in a room the user can see; MessageNotFound otherwise (never 403)."""
     try:
         message = with_details(Message.objects.select_related("room")).get(pk=int(message_id))  # type: ignore[call-overload]
-    except (Message.DoesNotExist, TypeError, ValueError):
+    except (Message.DoesNotExist, TypeError, ValueError, OverflowError):
         raise MessageNotFound() from None
     if not can_see(room=message.room, user=user):
         raise MessageNotFound()
@@ -94,7 +94,7 @@ def get_attachment_for_user(*, attachment_id: object, user: User) -> Attachment:
     """An attachment the user may download: their own upload, or one in a room they can see."""
     try:
         attachment = Attachment.objects.select_related("message__room").get(pk=int(attachment_id))  # type: ignore[call-overload]
-    except (Attachment.DoesNotExist, TypeError, ValueError):
+    except (Attachment.DoesNotExist, TypeError, ValueError, OverflowError):
         raise AttachmentNotFound() from None
     if attachment.message is None:
         if attachment.uploader_id != user.pk:

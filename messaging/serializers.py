@@ -15,6 +15,9 @@ from messaging.models import Attachment, Message
 MAX_ATTACHMENT_URLS = 10
 MAX_TITLE_LENGTH = 200
 MAX_PAYLOAD_BYTES = 8 * 1024
+# The largest id the databases store (a signed 64-bit integer); a larger one is refused as
+# input (SQLite would fail the query with an OverflowError, a 500).
+MAX_ID = 2**63 - 1
 
 
 class MessageSerializer(serializers.ModelSerializer):
@@ -186,12 +189,14 @@ class MessageCreateSerializer(serializers.Serializer):
         max_length=MAX_ATTACHMENT_URLS,
     )
     attachments = serializers.ListField(
-        child=serializers.IntegerField(min_value=1),
+        child=serializers.IntegerField(min_value=1, max_value=MAX_ID),
         required=False,
         default=list,
         max_length=MAX_ATTACHMENT_URLS,
     )
-    reply_to = serializers.IntegerField(required=False, allow_null=True, min_value=1)
+    reply_to = serializers.IntegerField(
+        required=False, allow_null=True, min_value=1, max_value=MAX_ID
+    )
     client_id = serializers.CharField(required=False, allow_null=True, max_length=64)
 
 

@@ -11,10 +11,17 @@ unsubscribes and closes; the registry records it in the shared presence store
 
 One task per process renews the presence entries of every local socket and sweeps the
 entries of processes that died, instead of one timer per socket.
+
+Announcements are rate-limited per user (and per user and room), over every process
+(`accounts.presence.ANNOUNCEMENTS`): one beyond the rate is held, and when the window
+opens the state as it is then is announced instead (sockets show each online change once,
+so a watcher sees at most a few frames a second, the last one right). While the process
+drains, everything held goes out at once.
 """
 
 import asyncio
 import contextvars
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from asgiref.sync import sync_to_async
@@ -23,12 +30,20 @@ from django.conf import settings
 from django.utils import timezone
 
 from accounts.models import User
-from accounts.presence import ONLINE, presence, room_key, user_key
+from accounts.presence import (
+    ANNOUNCEMENTS,
+    ONLINE,
+    announcement_key,
+    presence,
+    room_key,
+    user_key,
+)
 from accounts.selectors import user_briefs
 from accounts.services import mark_seen
-from chatproject import events, metrics
+from chatproject import events, metrics, throttle
 from chatproject.broadcast import publish, room_group, status_group
 from chatproject.logs import get_logger
+from chatproject.transport import is_draining
 from messaging import stats
 from rooms.selectors import user_room_ids
 
@@ -49,12 +64,23 @@ _publish_stats = sync_to_async(
     lambda connections: stats.publish(connections=connections), thread_sensitive=False
 )
 
+_announcement_allowed = sync_to_async(
+    lambda key: throttle.hit(key, limit=ANNOUNCEMENTS[0], window=ANNOUNCEMENTS[1]),
+    thread_sensitive=False,
+)
+
+Announce = Callable[[], Awaitable[None]]
+
 
 class LocalSockets:
     def __init__(self) -> None:
         self._sockets: set[ChatConsumer] = set()
         self._leaving = 0
         self._heartbeat: asyncio.Task | None = None
+        # Announcements held back (`_gated`): key -> (timer, announce the state then).
+        self._held: dict[str, tuple[asyncio.TimerHandle, Announce]] = {}
+        self._held_in: asyncio.AbstractEventLoop | None = None  # the loop of those timers
+        self._settling: set[asyncio.Task] = set()
 
     def __len__(self) -> int:
         """Sockets open, and sockets still leaving (the drain waits for both, so that
@@ -78,7 +104,10 @@ class LocalSockets:
             )
         await _publish_stats(len(self._sockets))
         if count == 1:
-            await announce_online(consumer.me)
+            user = consumer.me
+            await self._gated(
+                announcement_key(user.pk), lambda: announce_online(user), lambda: _status(user)
+            )
         return True
 
     async def remove(self, consumer: "ChatConsumer") -> None:
@@ -92,28 +121,81 @@ class LocalSockets:
             for room_id in list(consumer.rooms):
                 await self.leave_room(consumer, room_id)
             if await _store("exit", user_key(consumer.me.pk), consumer.socket_id):
-                await announce_offline(consumer.me.pk, consumer.me.username)
+                user = consumer.me
+                await self._gated(
+                    announcement_key(user.pk),
+                    lambda: announce_offline(user.pk, user.username),
+                    lambda: _status(user),
+                )
         finally:
             self._leaving -= 1
 
     async def close_all(self, *, code: int) -> None:
-        """Ask every local socket to close (the drain on SIGTERM)."""
+        """Ask every local socket to close (the drain on SIGTERM), and announce what was
+        held back: no timer of this process will run."""
+        for key, (timer, settle) in list(self._held.items()):
+            timer.cancel()
+            del self._held[key]
+            await self._settle(key, settle)
         for consumer in list(self._sockets):
             await consumer.close(code=code)
 
     async def enter_room(self, consumer: "ChatConsumer", room_id: int) -> None:
         if await _store("enter", room_key(room_id, consumer.me.pk), consumer.socket_id) == 1:
-            publish(
-                room_group(room_id),
-                events.user_joined(room=room_id, user=events.user_brief(consumer.me)),
+            user = consumer.me
+            await self._gated(
+                announcement_key(user.pk, room_id),
+                lambda: _in_room(room_id, user, present=True),
+                lambda: _in_room(room_id, user),
             )
 
     async def leave_room(self, consumer: "ChatConsumer", room_id: int) -> None:
         if await _store("exit", room_key(room_id, consumer.me.pk), consumer.socket_id):
-            publish(
-                room_group(room_id),
-                events.user_left(room=room_id, user=events.user_brief(consumer.me)),
+            user = consumer.me
+            await self._gated(
+                announcement_key(user.pk, room_id),
+                lambda: _in_room(room_id, user, present=False),
+                lambda: _in_room(room_id, user),
             )
+
+    async def _gated(self, key: str, now: Announce, settle: Announce) -> None:
+        """Announce a transition with `now()`; beyond the rate (ANNOUNCEMENTS), hold it
+        and run `settle()`, which announces the state as it is then, when the window
+        opens. While one is held for the key, the held one speaks for this one too."""
+        loop = asyncio.get_running_loop()
+        if loop is not self._held_in:  # a new event loop (tests): old timers never run
+            self._held_in, self._held = loop, {}
+        if key in self._held:
+            return
+        if not is_draining():
+            allowed, retry_after = await _announcement_allowed(key)
+            if not allowed:
+                self._hold(key, retry_after, settle)
+                return
+        await now()
+
+    def _hold(self, key: str, delay: float, settle: Announce) -> None:
+        loop = asyncio.get_running_loop()
+
+        def start() -> None:
+            del self._held[key]
+            # A context of its own: not the log context of the socket that caused it.
+            task = loop.create_task(self._settle(key, settle), context=contextvars.Context())
+            self._settling.add(task)  # the loop keeps only a weak reference
+            task.add_done_callback(self._settling.discard)
+
+        self._held[key] = (loop.call_later(delay, start), settle)
+
+    async def _settle(self, key: str, settle: Announce) -> None:
+        try:
+            if not is_draining():
+                allowed, retry_after = await _announcement_allowed(key)
+                if not allowed:  # other processes announced meanwhile: wait again
+                    self._hold(key, retry_after, settle)
+                    return
+            await settle()
+        except Exception:
+            log.exception("presence_announcement_failed", key=key)
 
     async def _beat(self) -> None:
         while self._sockets:
@@ -153,6 +235,24 @@ async def announce_offline(user_id: int, username: str) -> None:
             user_id=user_id, username=username, is_online=False, last_seen=_iso(seen)
         ),
     )
+
+
+async def _status(user: User) -> None:
+    """Announce whether the user is online now (a held announcement, settled)."""
+    (online,) = await _store("live", [user_key(user.pk)[0]])
+    if online:
+        await announce_online(user)
+    else:
+        await announce_offline(user.pk, user.username)
+
+
+async def _in_room(room_id: int, user: User, *, present: bool | None = None) -> None:
+    """`user_joined` / `user_left` for a user's presence in a room; None: as it is now."""
+    if present is None:
+        (present,) = await _store("live", [room_key(room_id, user.pk)[0]])
+    brief = events.user_brief(user)
+    event = events.user_joined if present else events.user_left
+    publish(room_group(room_id), event(room=room_id, user=brief))
 
 
 async def _announce(user_id: int, event: events.UserStatus) -> None:

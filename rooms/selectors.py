@@ -33,6 +33,8 @@ def get_visible_room(*, room_id: object, user: User) -> Room:
         pk = int(room_id)  # type: ignore[call-overload]
     except (TypeError, ValueError):
         raise RoomNotFound() from None
+    if not 0 < pk < 2**63:  # no such id; SQLite would fail the query (OverflowError)
+        raise RoomNotFound()
     room = Room.objects.filter(pk=pk).first()
     if room is None or not can_see(room=room, user=user):
         raise RoomNotFound()

@@ -9,6 +9,10 @@ from accounts.models import User
 from accounts.serializers import UserBriefSerializer, UserSerializer
 from rooms.models import Membership, Room
 
+# The largest id the databases store (a signed 64-bit integer): a larger one is invalid
+# input, not a query (SQLite would fail it with an OverflowError, a 500).
+MAX_ID = 2**63 - 1
+
 
 def direct_peer_id(room: Room) -> int | None:
     """The other member of a direct room (`peer_id` from `rooms_for_listing`), or the
@@ -130,16 +134,16 @@ class MemberSerializer(serializers.ModelSerializer):
 
 
 class MemberSetSerializer(serializers.Serializer):
-    user_id = serializers.IntegerField(min_value=1)
+    user_id = serializers.IntegerField(min_value=1, max_value=MAX_ID)
     role = serializers.ChoiceField(choices=Membership.Role.choices, default=Membership.Role.MEMBER)
 
 
 class DirectRoomSerializer(serializers.Serializer):
-    user_id = serializers.IntegerField(min_value=1)
+    user_id = serializers.IntegerField(min_value=1, max_value=MAX_ID)
 
 
 class ReadMarkerSerializer(serializers.Serializer):
-    message_id = serializers.IntegerField(min_value=1)
+    message_id = serializers.IntegerField(min_value=1, max_value=MAX_ID)
 
 
 class ReadStateSerializer(serializers.Serializer):

@@ -2,6 +2,12 @@
 
 Membership changes, renames and archiving are stored `system` messages, so they take
 room positions and reach clients through the same stream (and the same recovery) as chat.
+
+Every write here that other users see spends the acting user's `WRITE_RATE_LIMIT`
+(`check_write_rate`), the budget that edits, deletes and reactions (`messaging.changes`)
+spend too: over REST, WebSocket and every process, one key per user. A refused write
+raises `RateLimited` before anything is stored or sent (or inside the transaction, which
+then stores and sends nothing).
 """
 
 from django.conf import settings
@@ -9,7 +15,7 @@ from django.db import IntegrityError, transaction
 from django.utils.text import slugify
 
 from accounts.models import User
-from chatproject import events
+from chatproject import events, throttle
 from chatproject.broadcast import broadcast_room_event, broadcast_user_event
 from chatproject.errors import Forbidden, NotFound, ValidationFailed
 from chatproject.text import clean_text
@@ -23,6 +29,32 @@ from rooms.selectors import get_membership, get_visible_room
 
 Role = Membership.Role
 NAME_TAKEN = "A room with that name already exists."
+# A user's own "joined" (or "left") notice in a room is stored at most once per this many
+# seconds: joining and leaving over and over fills the stream with one pair, not hundreds.
+MEMBERSHIP_NOTICE_EVERY = 300
+
+
+def check_write_rate(*, user: User | None, cost: int = 1) -> None:
+    """Spend `cost` of the user's WRITE_RATE_LIMIT (edits, deletes, reactions, joins and
+    leaves, rooms made, invitations, role changes, removals, renames); raises RateLimited
+    beyond it. Staff are not counted: they are the operators, whose admin actions (bulk
+    archive, moderation, memberships edited inline) go through these same services."""
+    if user is None or user.is_staff:
+        return
+    throttle.spend(
+        f"write:{user.pk}",
+        rate=settings.WRITE_RATE_LIMIT,
+        budget="write",
+        refusal="At most {count} changes per {window} s; try again in {retry_after} s.",
+        cost=cost,
+    )
+
+
+def _notice_is_news(*, room: Room, user: User, event: str) -> bool:
+    """Whether a user's own join or leave of a room deserves a stored notice: not when the
+    same notice of theirs was stored there within MEMBERSHIP_NOTICE_EVERY seconds."""
+    key = f"notice:{room.pk}:{user.pk}:{event}"
+    return throttle.hit(key, limit=1, window=MEMBERSHIP_NOTICE_EVERY)[0]
 
 
 def clean_room_name(name: str, *, exclude_pk: int | None = None) -> str:
@@ -69,6 +101,7 @@ def create_room(
     description = clean_text(description, field="description", max_length=500)
     if _name_taken(name):
         raise ValidationFailed(NAME_TAKEN, fields={"name": [NAME_TAKEN]})
+    check_write_rate(user=creator)
     try:
         with transaction.atomic():
             room = Room.objects.create(
@@ -146,6 +179,7 @@ def update_room(
                 payload={"event": f"room_{verb}", "user_id": actor.pk},
             )
         if changed:
+            check_write_rate(user=actor)  # refused: the notices above are rolled back
             try:
                 with transaction.atomic():
                     locked.save(update_fields=changed)
@@ -158,6 +192,7 @@ def delete_room(*, room: Room, actor: User) -> None:
     """Remove the room and its messages. The caller has checked that actor owns it (or staff)."""
     if room.is_general:
         raise Forbidden("The General room cannot be deleted.")
+    check_write_rate(user=actor)
     with transaction.atomic():
         room_id = room.pk
         room.delete()
@@ -179,17 +214,22 @@ def _add_member(*, room: Room, user: User, role: str, by: User | None) -> Member
         membership = Membership.objects.filter(room=locked, user=user).first()
         if membership is not None:
             return membership
-        name = user.shown_name
-        content = (
-            f"{name} joined the room."
-            if by is None or by.pk == user.pk
-            else f"{by.shown_name} added {name}."
-        )
-        post_notice(
-            room=locked,
-            content=content,
-            payload={"event": "member_joined", "user_id": user.pk, "by": by.pk if by else None},
-        )
+        check_write_rate(user=by or user)
+        if by is None or by.pk == user.pk:
+            content = f"{user.shown_name} joined the room."
+            news = _notice_is_news(room=locked, user=user, event="member_joined")
+        else:
+            content, news = f"{by.shown_name} added {user.shown_name}.", True
+        if news:
+            post_notice(
+                room=locked,
+                content=content,
+                payload={
+                    "event": "member_joined",
+                    "user_id": user.pk,
+                    "by": by.pk if by else None,
+                },
+            )
         if by is not None and by.pk != user.pk:
             # The invited user's open pages learn of the room at once.
             broadcast_user_event(user.pk, events.room_added(locked.pk))
@@ -217,18 +257,19 @@ def _remove_member(*, room: Room, user: User, by: User | None) -> None:
             others = Membership.objects.filter(room=locked).exclude(user=user).exists()
             if owners == 1 and others:
                 raise Forbidden("The room's last owner must make someone else owner first.")
+        check_write_rate(user=by or user)
         membership.delete()
-        name = user.shown_name
-        content = (
-            f"{name} left the room."
-            if by is None or by.pk == user.pk
-            else f"{by.shown_name} removed {name}."
-        )
-        post_notice(
-            room=locked,
-            content=content,
-            payload={"event": "member_left", "user_id": user.pk, "by": by.pk if by else None},
-        )
+        if by is None or by.pk == user.pk:
+            content = f"{user.shown_name} left the room."
+            news = _notice_is_news(room=locked, user=user, event="member_left")
+        else:
+            content, news = f"{by.shown_name} removed {user.shown_name}.", True
+        if news:
+            post_notice(
+                room=locked,
+                content=content,
+                payload={"event": "member_left", "user_id": user.pk, "by": by.pk if by else None},
+            )
         # The user's open sockets stop receiving the room at once, on every process.
         broadcast_user_event(user.pk, events.room_revoked(locked.pk))
 
@@ -236,8 +277,9 @@ def _remove_member(*, room: Room, user: User, by: User | None) -> None:
 def set_member(*, room: Room, actor: User, user: User, role: str = Role.MEMBER) -> Membership:
     """Invite `user` (private or public room) or change their role.
 
-    Admins invite members and admins; only owners (and staff) make owners or change the
-    role of an owner. The last owner cannot step down.
+    Admins invite members and admins, and change members' roles; only owners (and staff)
+    make owners or change the role of an owner or of another admin (an admin may step
+    down). The last owner cannot step down.
     """
     if room.kind == Room.Kind.DIRECT:
         raise Forbidden("Direct rooms have fixed members.")
@@ -253,11 +295,16 @@ def set_member(*, room: Room, actor: User, user: User, role: str = Role.MEMBER) 
         if membership.role == role:
             return membership
         lock_room(room.pk)
+        outranked = actor_role != Role.OWNER and not actor.is_staff
         if membership.role == Role.OWNER:
-            if actor_role != Role.OWNER and not actor.is_staff:
+            if outranked:
                 raise Forbidden("Only an owner can change an owner's role.")
             if Membership.objects.filter(room=room, role=Role.OWNER).count() == 1:
                 raise Forbidden("The room's last owner must make someone else owner first.")
+        elif membership.role == Role.ADMIN and outranked and user.pk != actor.pk:
+            # Else an admin could demote another admin and then remove them.
+            raise Forbidden("Only an owner can change another admin's role.")
+        check_write_rate(user=actor)
         membership.role = role
         membership.save(update_fields=["role"])
     return membership
@@ -310,6 +357,8 @@ def get_or_create_direct_room(*, user: User, other: User) -> tuple[Room, bool]:
     if room is not None:
         return room, False
     names = " & ".join(sorted({user.username, other.username}))
+    # The room appears in the other user's sidebar too: one change for it, one per member.
+    check_write_rate(user=user, cost=1 if other.pk == user.pk else 2)
     try:
         with transaction.atomic():
             room = Room.objects.create(

@@ -32,7 +32,7 @@ def _isolated(settings) -> Iterator[None]:
         "django.contrib.auth.hashers.PBKDF2PasswordHasher",
     ]
     # Limits get tests of their own (tests/test_limits.py); elsewhere they stay out of the way.
-    settings.CHAT_RATE_LIMIT = settings.AUTH_RATE_LIMIT = (100_000, 1)
+    settings.CHAT_RATE_LIMIT = settings.AUTH_RATE_LIMIT = settings.WRITE_RATE_LIMIT = (100_000, 1)
     yield
     presence().clear()
     counters().clear()

@@ -55,6 +55,7 @@ def server_environment(**extra: str) -> dict[str, str]:
         # Limits get tests of their own, with servers started with the real values.
         "CHAT_RATE_LIMIT": "100000/1s",
         "AUTH_RATE_LIMIT": "100000/1s",
+        "WRITE_RATE_LIMIT": "100000/1s",
         "PYTHONUNBUFFERED": "1",
     }
     env.update(extra)

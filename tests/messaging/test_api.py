@@ -4,8 +4,10 @@ import pytest
 from django.conf import settings
 from django.utils.dateparse import parse_datetime
 
+from chatproject.errors import ValidationFailed
+from messaging.frames import MAX_DEPTH
 from messaging.models import Message
-from messaging.posting import post_message
+from messaging.posting import post_message, post_message_from_input
 from rooms.models import Membership, Room
 from tests.conftest import client_for
 from tests.factories import UserFactory, add_member, make_room
@@ -377,6 +379,9 @@ def test_emoji_count_as_one_character_each_against_the_limit(alice_api, room):
         ({"content": "x", "client_id": "c" * 65}, "client_id"),
         ({"content": "x", "title": "t" * 201}, "title"),
         ({"content": "x", "reply_to": 987654}, "reply_to"),
+        # Beyond the databases' integers: SQLite could not even run the query (a 500).
+        ({"content": "x", "attachments": [2**63]}, "attachments"),
+        ({"content": "x", "reply_to": 2**63}, "reply_to"),
     ],
 )
 def test_invalid_input_is_400_and_stores_nothing(alice_api, room, body, field):
@@ -504,3 +509,48 @@ def test_posted_messages_appear_in_history_in_order(alice_api, bob_api, room):
 
     assert contents(response) == ["one", "two"]
     assert [m["sender"]["username"] for m in response.json()["results"]] == ["alice", "bob"]
+
+
+# ------------------------------------------------------------------------ nesting
+
+
+def nested(levels: int) -> dict:
+    """An object nesting `levels` objects deep (itself the first)."""
+    value: dict = {}
+    for _ in range(levels - 1):
+        value = {"k": value}
+    return value
+
+
+def test_a_post_nests_as_deep_as_a_socket_frame_may_and_no_deeper(room, user):
+    """One limit for REST, the socket and the admin: a post (a body, or a frame without
+    `type`, `ref` and `room`) nests at most MAX_DEPTH deep, its payload one less."""
+    fits = {"content": "deep enough", "payload": nested(MAX_DEPTH - 1)}
+    message, _ = post_message_from_input(room=room, author=user, data=fits)
+    assert message.payload == nested(MAX_DEPTH - 1)
+
+    too_deep = {"content": "too deep", "payload": nested(MAX_DEPTH)}
+    with pytest.raises(ValidationFailed) as caught:
+        post_message_from_input(room=room, author=user, data=too_deep)
+    assert "payload" in caught.value.fields
+    # Checked values (the admin, commands) meet the same limit.
+    with pytest.raises(ValidationFailed):
+        post_message(room=room, author=user, content="x", payload=nested(MAX_DEPTH))
+    assert not Message.objects.filter(content__in=["too deep", "x"]).exists()
+
+
+def test_rest_refuses_a_payload_nested_deeper_than_a_socket_frame_may(alice_api, room):
+    count = Message.objects.count()
+
+    just_over = alice_api.post(
+        messages_url(room), {"content": "x", "payload": nested(MAX_DEPTH)}, format="json"
+    )
+    # As deep as the interpreter can still parse (it was stored, and its admin page 500ed).
+    far_over = alice_api.post(
+        messages_url(room), {"content": "x", "payload": nested(948)}, format="json"
+    )
+
+    assert (just_over.status_code, just_over.json()["code"]) == (400, "validation_error")
+    assert far_over.status_code == 400
+    assert far_over.json()["code"] in ("validation_error", "invalid_json")
+    assert Message.objects.count() == count

@@ -287,7 +287,7 @@ async def test_typing_with_a_ref_is_acked_and_without_one_is_not(alice_token, ow
         await request(comm, {"type": "join", "room": own_room.pk}, ref="j")
         ack = await request(comm, {"type": "typing", "room": own_room.pk, "is_typing": True}, "t1")
         assert ack == {"type": "ack", "ref": "t1", "room": own_room.pk}
-        # Throttled (a second "typing" within 2 s is not relayed), and still answered.
+        # Held (a second "typing" within TYPING_EVERY waits for its window), and answered.
         ack = await request(comm, {"type": "typing", "room": own_room.pk, "is_typing": True}, "t2")
         assert ack == {"type": "ack", "ref": "t2", "room": own_room.pk}
         await comm.send_json_to({"type": "typing", "room": own_room.pk, "is_typing": False})
@@ -473,9 +473,13 @@ async def test_origin_that_only_resembles_the_host_is_refused(alice_token, origi
         assert await frames_until_close(comm) == ([], 4403)
 
 
-@pytest.mark.parametrize("origin", [b"http://testserver", b"https://testserver"])
-async def test_servers_own_origin_is_accepted(alice_token, origin):
-    headers = ((b"host", b"testserver"), (b"origin", origin))
+@pytest.mark.parametrize(
+    ("origin", "proxied"),
+    # A socket reached over TLS (a proxy says so) is the https page's own; plain, the http one's.
+    [(b"http://testserver", ()), (b"https://testserver", ((b"x-forwarded-proto", b"https"),))],
+)
+async def test_servers_own_origin_is_accepted(alice_token, origin, proxied):
+    headers = ((b"host", b"testserver"), (b"origin", origin), *proxied)
     async with signed_in(alice_token, headers=headers) as comm:
         await assert_still_open(comm)
 
@@ -727,3 +731,17 @@ async def test_dispatch_refuses_a_private_handler_name():
     a message type never names an underscore method."""
     with pytest.raises(ValueError, match="leading underscore"):
         await ChatConsumer().dispatch({"type": "_start"})
+
+
+async def test_an_attachment_id_beyond_the_databases_integers_is_a_validation_error(
+    alice_token, own_room
+):
+    async with signed_in(alice_token) as comm:
+        await request(comm, {"type": "join", "room": own_room.pk}, ref="j")
+        frame = {"type": "message", "room": own_room.pk, "content": "x", "attachments": [2**63]}
+
+        answer = await request(comm, frame, ref="m")
+
+        assert (answer["type"], answer["code"]) == ("error", "validation_error"), answer
+        assert "attachments" in answer["fields"]
+        await assert_still_open(comm)

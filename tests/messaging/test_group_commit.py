@@ -7,9 +7,10 @@ import asyncio
 
 import pytest
 from asgiref.sync import sync_to_async
+from django.db import DatabaseError, DataError
 
 from chatproject import throttle
-from chatproject.errors import ChatError, Forbidden, RateLimited, ValidationFailed
+from chatproject.errors import ChatError, Forbidden, RateLimited, Unavailable, ValidationFailed
 from messaging import posting, writer
 from messaging.models import Message
 from messaging.posting import post_batch, post_message
@@ -148,6 +149,80 @@ def test_a_clash_found_only_at_insert_falls_back_to_one_by_one(room, user, monke
     assert [content for _, content in stream(room)] == ["fine"]
 
 
+@pytest.mark.django_db
+def test_ids_beyond_the_databases_integers_fail_only_their_own_post(
+    room, user, broadcasts, committing
+):
+    """SQLite cannot even bind an integer over 2**63 - 1: such a post used to raise in the
+    batch's transaction, and every post of the batch answered `unavailable`."""
+    posts = [
+        (user, {"content": "before"}),
+        (user, {"content": "files", "attachments": [2**63]}),
+        (user, {"content": "reply", "reply_to": 2**64}),
+        (user, {"content": "after"}),
+    ]
+
+    with committing():
+        outcomes = post_batch(room_id=room.pk, posts=posts)
+
+    assert outcomes[0]["content"] == "before" and outcomes[3]["content"] == "after"
+    assert outcomes[1].fields.keys() == {"attachments"}
+    assert outcomes[2].fields.keys() == {"reply_to"}
+    assert type(outcomes[1]) is type(outcomes[2]) is ValidationFailed
+    assert [content for _, content in stream(room)] == ["before", "after"]
+    assert len(broadcasts) == 2
+
+
+@pytest.mark.django_db
+def test_a_database_error_in_one_posts_lookup_fails_that_post_alone(
+    room, user, broadcasts, committing, monkeypatch
+):
+    """A lookup the database refuses (on PostgreSQL it would abort the whole transaction)
+    runs in a savepoint of its own: that post answers `unavailable`, the others are stored."""
+    real = posting.attachments_for_message
+
+    def refusing(*, uploader, ids):
+        if 666 in ids:
+            raise DatabaseError("refused")
+        return real(uploader=uploader, ids=ids)
+
+    monkeypatch.setattr(posting, "attachments_for_message", refusing)
+    posts = [
+        (user, {"content": "one"}),
+        (user, {"content": "cursed", "attachments": [666]}),
+        (user, {"content": "two", "reply_to": None}),
+    ]
+
+    with committing():
+        outcomes = post_batch(room_id=room.pk, posts=posts)
+
+    assert type(outcomes[1]) is Unavailable and outcomes[1].code == "unavailable"
+    assert [o["content"] for o in (outcomes[0], outcomes[2])] == ["one", "two"]
+    assert [content for _, content in stream(room)] == ["one", "two"]
+    assert len(broadcasts) == 2
+
+
+@pytest.mark.django_db
+def test_an_insert_the_database_refuses_is_retried_post_by_post(room, user, monkeypatch):
+    """One post's values refused at the insert (DataError): the batch is stored again one
+    post at a time, so only that post fails."""
+    real = posting.stream.append
+
+    def refusing(room, drafts):
+        if any(draft.content == "poison" for draft in drafts):
+            raise DataError("value out of range")
+        return real(room, drafts)
+
+    monkeypatch.setattr(posting.stream, "append", refusing)
+    posts = [(user, {"content": "one"}), (user, {"content": "poison"}), (user, {"content": "two"})]
+
+    outcomes = post_batch(room_id=room.pk, posts=posts)
+
+    assert type(outcomes[1]) is Unavailable
+    assert [outcomes[0]["content"], outcomes[2]["content"]] == ["one", "two"]
+    assert [content for _, content in stream(room)] == ["one", "two"]
+
+
 # ------------------------------------------------------------------- the writer
 
 
@@ -211,3 +286,30 @@ async def test_a_database_failure_fails_the_batch_and_the_next_post_works(
         lambda: list(Message.objects.values_list("content", flat=True))
     )()
     assert contents == ["kept"]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.asyncio
+async def test_a_crafted_post_does_not_spoil_the_answers_of_its_batch(
+    user, worker_connections_closed
+):
+    room = await sync_to_async(make_room)(owner=user, name="Crafted")
+    datas = [{"content": f"c{n}"} for n in range(6)]
+    datas[3] = {"content": "crafted", "attachments": [2**63]}
+
+    outcomes = await asyncio.gather(
+        *(writer.group_commit.submit(room.pk, user, data) for data in datas)
+    )
+
+    assert isinstance(outcomes[3], ValidationFailed)
+    assert [o["content"] for n, o in enumerate(outcomes) if n != 3] == [
+        "c0",
+        "c1",
+        "c2",
+        "c4",
+        "c5",
+    ]
+    stored = await sync_to_async(
+        lambda: list(Message.objects.order_by("pos").values_list("content", flat=True))
+    )()
+    assert stored == ["c0", "c1", "c2", "c4", "c5"]

@@ -466,6 +466,25 @@ def test_oversized_upload_is_413(settings, alice_api, user):
     assert not Attachment.objects.exists()
 
 
+def test_uploads_beyond_the_quota_are_413_quota_exceeded_until_one_is_sent(
+    settings, alice_api, public_room, user
+):
+    settings.UPLOAD_QUOTA_MB = 1
+    first = upload(alice_api, "a.bin", b"\x01" * (700 * 1024))
+    assert first.status_code == 201
+
+    refused = upload(alice_api, "b.bin", b"\x01" * (700 * 1024))
+
+    assert refused.status_code == 413
+    assert refused.json()["code"] == "quota_exceeded"
+    assert Attachment.objects.count() == 1
+    posted = alice_api.post(
+        f"{ROOMS}{public_room.pk}/messages/", {"attachments": [first.json()["id"]]}, format="json"
+    )
+    assert posted.status_code == 201
+    assert upload(alice_api, "b.bin", b"\x01" * (700 * 1024)).status_code == 201
+
+
 def test_empty_upload_is_400(alice_api, user):
     response = upload(alice_api, "empty.txt", b"")
 

@@ -3,14 +3,21 @@ direct rooms and read markers. Each test checks what is stored, the room positio
 what is broadcast once the transaction commits."""
 
 import threading
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connections, transaction
 
-from chatproject.errors import ChatError, Forbidden, ValidationFailed
-from messaging.attachments import UploadTooLarge, attachments_for_message, store_attachment
+from chatproject import throttle
+from chatproject.errors import ChatError, Forbidden, QuotaExceeded, RateLimited, ValidationFailed
+from messaging.attachments import (
+    UploadTooLarge,
+    attachments_for_message,
+    store_attachment,
+    sweep_unused_uploads,
+)
 from messaging.changes import (
     add_reaction,
     delete_message,
@@ -701,3 +708,96 @@ def test_purging_a_room_deletes_its_files_and_a_rolled_back_purge_keeps_them(use
     assert not Path(other.file.path).exists()
     unsent = store_attachment(uploader=user, upload=upload("c.txt", b"never sent\n"))
     assert Path(unsent.file.path).exists()  # an upload no message used stays its uploader's
+
+
+def test_the_upload_quota_counts_only_uploads_not_yet_in_a_message(
+    settings, room, user, other_user
+):
+    settings.UPLOAD_QUOTA_MB = 1
+    half = b"\x01" * (512 * 1024)
+    first = store_attachment(uploader=user, upload=upload("a.bin", half))
+    store_attachment(uploader=user, upload=upload("b.bin", half))  # exactly the quota
+
+    with pytest.raises(QuotaExceeded) as caught:
+        store_attachment(uploader=user, upload=upload("c.bin", b"\x01"))
+
+    assert (caught.value.status, caught.value.code) == (413, "quota_exceeded")
+    assert Attachment.objects.filter(uploader=user).count() == 2
+    store_attachment(uploader=other_user, upload=upload("bob.bin", half))  # a quota each
+    # Sent in a message, an upload no longer counts.
+    post_message(room=room, author=user, content="", attachments=[first])
+    store_attachment(uploader=user, upload=upload("c.bin", half))
+
+
+def test_the_sweep_deletes_old_unused_uploads_and_gives_the_quota_back(
+    settings, room, user, django_capture_on_commit_callbacks
+):
+    settings.UPLOAD_QUOTA_MB = 1
+    used = store_attachment(uploader=user, upload=upload("used.bin", b"\x01" * 1024))
+    post_message(room=room, author=user, content="", attachments=[used])
+    unused = store_attachment(uploader=user, upload=upload("big.bin", b"\x01" * 1024 * 1024))
+    path = Path(unused.file.path)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert sweep_unused_uploads(older_than=timedelta(0)) == 1
+
+    assert list(Attachment.objects.all()) == [used]
+    assert not path.exists()
+    store_attachment(uploader=user, upload=upload("again.bin", b"\x01" * 1024 * 1024))
+
+
+# ------------------------------------------------------------------ write budget
+
+
+@pytest.fixture
+def write_budget(settings):
+    """`write_budget(n)`: from now on, WRITE_RATE_LIMIT is n a minute, every budget whole
+    (the fixtures' writes above counted under the tests' generous default)."""
+
+    def limit(count: int) -> None:
+        settings.WRITE_RATE_LIMIT = (count, 60)
+        throttle.counters().clear()
+
+    return limit
+
+
+def test_edits_deletes_and_reactions_spend_one_budget_and_a_refusal_changes_nothing(
+    write_budget, broadcasts, committing, room, user, other_user
+):
+    write_budget(3)
+    mine, _ = post_message(room=room, author=user, content="mine")
+    bobs, _ = post_message(room=room, author=other_user, content="bob's")
+    before = room_pos(room)
+
+    with committing():
+        edit_message(message=mine, editor=user, content="mine, edited")
+        add_reaction(message=bobs, user=user, emoji="👍")
+        add_reaction(message=bobs, user=user, emoji="👍")  # there already: free
+        edit_message(message=mine, editor=user, content="mine, edited")  # the same: free
+        remove_reaction(message=bobs, user=user, emoji="👍")
+    broadcasts.clear()
+    for refused in (
+        lambda: edit_message(message=mine, editor=user, content="again"),
+        lambda: add_reaction(message=bobs, user=user, emoji="🎉"),
+        lambda: delete_message(message=mine, actor=user, can_moderate=False),
+    ):
+        with pytest.raises(RateLimited), committing():
+            refused()
+
+    assert broadcasts == []
+    assert room_pos(room) == before + 3
+    assert (fresh(mine).content, fresh(mine).deleted) == ("mine, edited", False)
+    assert not Reaction.objects.exists()
+    # Another user's budget is their own.
+    add_reaction(message=mine, user=other_user, emoji="👍")
+
+
+def test_a_refused_reaction_removal_keeps_the_reaction(write_budget, room, said, user, other_user):
+    write_budget(2)
+    add_reaction(message=said, user=other_user, emoji="👍")
+    add_reaction(message=said, user=other_user, emoji="🎉")
+
+    with pytest.raises(RateLimited):
+        remove_reaction(message=said, user=other_user, emoji="👍")
+
+    assert set(Reaction.objects.values_list("emoji", flat=True)) == {"👍", "🎉"}

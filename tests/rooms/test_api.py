@@ -716,6 +716,33 @@ def test_admin_cannot_remove_the_owner(user, other_user):
     assert Membership.objects.filter(room=room, user=user).exists()
 
 
+def test_admin_can_neither_demote_nor_then_remove_another_admin(user, other_user):
+    room = make_room(owner=user, name="Coup")
+    add_member(fresh(room), other_user, Role.ADMIN)
+    carol = UserFactory(username="carol")
+    add_member(fresh(room), carol, Role.ADMIN)
+    bob = client_for(other_user)
+
+    demoted = bob.post(room_url(room, "members/"), {"user_id": carol.pk, "role": "member"})
+    removed = bob.delete(room_url(room, f"members/{carol.pk}/"))
+
+    assert (demoted.status_code, demoted.json()["code"]) == (403, "forbidden")
+    assert removed.status_code == 403
+    assert Membership.objects.get(room=room, user=carol).role == Role.ADMIN
+    owner = client_for(user)
+    assert owner.post(room_url(room, "members/"), {"user_id": carol.pk}).status_code == 200
+    assert Membership.objects.get(room=room, user=carol).role == Role.MEMBER
+
+
+def test_a_user_id_beyond_the_databases_integers_is_400(alice_api, user):
+    room = make_room(owner=user, name="Big Numbers")
+
+    response = alice_api.post(room_url(room, "members/"), {"user_id": 2**63})
+
+    assert response.status_code == 400
+    assert alice_api.post("/api/direct/", {"user_id": 2**63}).status_code == 400
+
+
 def test_member_cannot_remove_others(bob_api, user, other_user):
     room = make_room(owner=user, name="Coup")
     add_member(fresh(room), other_user)

@@ -6,13 +6,14 @@ import pytest
 from django.core.management import call_command
 from django.db import transaction
 
-from chatproject.errors import Forbidden, ValidationFailed
+from chatproject.errors import Forbidden, RateLimited, ValidationFailed
 from messaging.models import Message
 from rooms.models import Membership, Room
 from rooms.services import (
     create_room,
     delete_room,
     ensure_general_room,
+    get_or_create_direct_room,
     join_room,
     leave_room,
     remove_member,
@@ -209,6 +210,40 @@ def test_admin_cannot_remove_an_admin(user, other_user):
     assert Membership.objects.filter(room=room, user=carol).exists()
 
 
+def test_admin_cannot_demote_another_admin_and_then_remove_them(user, other_user):
+    room = make_room(owner=user)
+    add_member(fresh(room), other_user, Role.ADMIN)
+    carol = UserFactory(username="carol")
+    add_member(fresh(room), carol, Role.ADMIN)
+
+    with pytest.raises(Forbidden):
+        set_member(room=room, actor=other_user, user=carol, role=Role.MEMBER)
+    with pytest.raises(Forbidden):
+        remove_member(room=room, actor=other_user, user=carol)
+
+    assert Membership.objects.get(room=room, user=carol).role == Role.ADMIN
+
+
+def test_an_admin_may_step_down_and_manage_members_and_an_owner_may_demote_admins(user, other_user):
+    room = make_room(owner=user)
+    add_member(fresh(room), other_user, Role.ADMIN)
+    carol, dave = UserFactory(username="carol"), UserFactory(username="dave")
+    add_member(fresh(room), carol, Role.ADMIN)
+    add_member(fresh(room), dave)
+
+    set_member(room=room, actor=other_user, user=dave, role=Role.ADMIN)  # a member: fine
+    set_member(room=room, actor=other_user, user=other_user, role=Role.MEMBER)  # itself
+    set_member(room=room, actor=user, user=carol, role=Role.MEMBER)  # the owner
+
+    roles = dict(Membership.objects.filter(room=room).values_list("user_id", "role"))
+    assert roles == {
+        user.pk: Role.OWNER,
+        other_user.pk: Role.MEMBER,
+        carol.pk: Role.MEMBER,
+        dave.pk: Role.ADMIN,
+    }
+
+
 # -------------------------------------------------------------------- set_member
 
 
@@ -391,3 +426,103 @@ def test_seed_general_room_command_creates_one_room_however_often_it_runs(db):
     assert Room.objects.count() == 1
     assert "Created" in first.getvalue()
     assert "Found" in second.getvalue()
+
+
+# ------------------------------------------------------------------ write budget
+
+
+@pytest.fixture
+def budget_of_three(settings):
+    settings.WRITE_RATE_LIMIT = (3, 60)
+
+
+def test_joins_leaves_and_rooms_made_spend_one_budget_and_a_refusal_stores_nothing(
+    budget_of_three, broadcasts, committing, user, other_user
+):
+    room = make_room(owner=user)
+    before = fresh(room).pos
+
+    with committing():
+        join_room(room=room, user=other_user)
+        leave_room(room=room, user=other_user)
+        create_room(creator=other_user, name="Third Write")
+    with pytest.raises(RateLimited) as refused, committing():
+        join_room(room=room, user=other_user)
+    with pytest.raises(RateLimited), committing():
+        create_room(creator=other_user, name="Fourth Write")
+
+    assert 0 < refused.value.retry_after <= 60
+    assert not Membership.objects.filter(room=room, user=other_user).exists()
+    assert not Room.objects.filter(name="Fourth Write").exists()
+    assert fresh(room).pos == before + 2  # joined, left: nothing of the refused join
+    assert len(broadcasts) == 3  # the two notices and room_revoked; nothing after
+
+
+def test_invitations_role_changes_removals_and_renames_spend_the_actors_budget(
+    settings, broadcasts, committing, user, other_user
+):
+    settings.WRITE_RATE_LIMIT = (4, 60)  # the room, an invitation, a role, a rename
+    room = make_room(owner=user, kind="private")
+    carol = UserFactory(username="carol")
+
+    set_member(room=room, actor=user, user=other_user)
+    set_member(room=room, actor=user, user=other_user, role=Role.ADMIN)
+    update_room(room=room, actor=user, name="Renamed")
+    broadcasts.clear()
+    with pytest.raises(RateLimited), committing():
+        set_member(room=room, actor=user, user=carol)  # an invitation beyond the budget
+    with pytest.raises(RateLimited), committing():
+        remove_member(room=room, actor=user, user=other_user)
+
+    assert broadcasts == []  # no room_added for carol, no notice
+    assert set(Membership.objects.filter(room=room).values_list("user_id", flat=True)) == {
+        user.pk,
+        other_user.pk,
+    }
+    # The budget is the actor's: the others' are whole.
+    join_room(room=make_room(owner=other_user), user=carol)
+
+
+def test_a_direct_room_spends_one_for_itself_and_one_for_the_other_member(
+    settings, broadcasts, committing, user, other_user
+):
+    settings.WRITE_RATE_LIMIT = (3, 60)
+    carol = UserFactory(username="carol")
+    get_or_create_direct_room(user=user, other=other_user)  # two of three
+    get_or_create_direct_room(user=user, other=other_user)  # there already: nothing
+
+    with pytest.raises(RateLimited), committing():
+        get_or_create_direct_room(user=user, other=carol)
+
+    assert not Room.objects.filter(kind=Room.Kind.DIRECT, memberships__user=carol).exists()
+    assert broadcasts == []  # carol's sidebar gets nothing
+
+
+def test_staff_are_not_counted(budget_of_three, staff_user, user):
+    room = make_room(owner=user)
+    for n in range(5):
+        update_room(room=room, actor=staff_user, description=f"take {n}")
+        join_room(room=room, user=staff_user)
+        leave_room(room=room, user=staff_user)
+
+
+def test_a_users_own_join_and_leave_notices_are_stored_once_per_window(
+    broadcasts, committing, user, other_user
+):
+    room = make_room(owner=user)
+
+    with committing():
+        for _ in range(5):
+            join_room(room=room, user=other_user)
+            leave_room(room=room, user=other_user)
+        join_room(room=room, user=other_user)
+
+    events = [m.payload["event"] for m in Message.objects.filter(room=room).order_by("pos")]
+    assert events == ["member_joined", "member_left"]
+    assert Membership.objects.filter(room=room, user=other_user).exists()
+    # An invitation or a removal by someone else is always a notice of its own.
+    with committing():
+        remove_member(room=room, actor=user, user=other_user)
+        set_member(room=room, actor=user, user=other_user)
+    events = [m.payload["event"] for m in Message.objects.filter(room=room).order_by("pos")]
+    assert events == ["member_joined", "member_left", "member_left", "member_joined"]
