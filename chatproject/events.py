@@ -211,6 +211,23 @@ class UserDeactivated(TypedDict):
     type: Literal["user_deactivated"]
 
 
+class CredentialsRevoked(TypedDict):
+    """The user's tokens and sessions were revoked (a password change, "sign out
+    everywhere"): their sockets authenticated under an older generation are closed with
+    4401."""
+
+    type: Literal["credentials_revoked"]
+    generation: int
+
+
+class SessionEnded(TypedDict):
+    """A session signed out: the sockets it authenticated are closed with 4401. `session`
+    is a digest of the session key, never the key."""
+
+    type: Literal["session_ended"]
+    session: str
+
+
 ClientFrame = (
     Authenticated
     | Ack
@@ -225,7 +242,7 @@ ClientFrame = (
     | Typing
     | RoomChanged
 )
-ControlEvent = RoomRevoked | UserDeactivated
+ControlEvent = RoomRevoked | UserDeactivated | CredentialsRevoked | SessionEnded
 Event = ClientFrame | ControlEvent
 
 CLIENT_FRAMES: dict[str, type] = {
@@ -251,6 +268,8 @@ CLIENT_FRAMES: dict[str, type] = {
 CONTROL_EVENTS: dict[str, type] = {
     "room_revoked": RoomRevoked,
     "user_deactivated": UserDeactivated,
+    "credentials_revoked": CredentialsRevoked,
+    "session_ended": SessionEnded,
 }
 
 
@@ -373,3 +392,11 @@ def room_revoked(room: int) -> RoomRevoked:
 
 def user_deactivated() -> UserDeactivated:
     return {"type": "user_deactivated"}
+
+
+def credentials_revoked(generation: int) -> CredentialsRevoked:
+    return {"type": "credentials_revoked", "generation": generation}
+
+
+def session_ended(session: str) -> SessionEnded:
+    return {"type": "session_ended", "session": session}

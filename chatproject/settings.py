@@ -106,8 +106,6 @@ ALLOWED_ORIGINS = env.list(
     default=env.list("ALLOWED_ORIGIN", default=[] if IS_PRODUCTION else ["http://localhost:3000"]),
 )
 
-# Who may read GET /metrics in production (development: anyone). Behind a proxy, start
-# `serve --proxy-headers` so the address is the client's, not the proxy's.
 # Peers whose X-Forwarded-For/-Proto/-Port `serve --proxy-headers` believes (addresses
 # or networks): the client is the right-most address not in this list.
 TRUSTED_PROXIES = [
@@ -115,6 +113,8 @@ TRUSTED_PROXIES = [
     for network in env.list("TRUSTED_PROXIES", default=["127.0.0.1/32", "::1/128"])
 ]
 
+# Who may read GET /metrics in production (development: anyone). Behind a proxy, start
+# `serve --proxy-headers` so the address is the client's, not the proxy's.
 METRICS_ALLOWED_NETWORKS = [
     ipaddress.ip_network(network)
     for network in env.list(
@@ -131,6 +131,9 @@ PORT = env.int("PORT", default=8000)
 INSTALLED_APPS = [
     "daphne",
     "django.contrib.admin",
+    # Before django.contrib.auth: its `createsuperuser` takes the place of auth's (the
+    # first app that has a command wins).
+    "accounts",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -144,7 +147,6 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "chatproject",
-    "accounts",
     "rooms",
     "messaging",
 ]
@@ -153,6 +155,7 @@ MIDDLEWARE = [
     "chatproject.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "chatproject.middleware.ContentSecurityPolicyMiddleware",
     "corsheaders.middleware.CorsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -268,14 +271,15 @@ else:
 # --------------------------------------------------------------------------- REST
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework_simplejwt.authentication.JWTAuthentication",
+        # simplejwt's, which also refuses revoked tokens (accounts.tokens).
+        "accounts.tokens.JWTAuthentication",
         # The web page uses the Django session; DRF enforces CSRF for it.
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["chatproject.api.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": [
-        "rest_framework.parsers.JSONParser",
+        "chatproject.api.JSONParser",
         "rest_framework.parsers.MultiPartParser",
     ],
     "DEFAULT_PAGINATION_CLASS": "chatproject.api.CursorPage",
@@ -310,6 +314,9 @@ SIMPLE_JWT = {
     "SIGNING_KEY": JWT_SECRET,
     "AUTH_HEADER_TYPES": ("Bearer",),
 }
+# Days after a sign-in beyond which no refresh token of it works, however often it was
+# rotated (a rotated refresh token keeps the sign-in time: accounts.tokens).
+JWT_REFRESH_MAX_DAYS = env.int("JWT_REFRESH_MAX_DAYS", default=30)
 
 CORS_ALLOWED_ORIGINS = ALLOWED_ORIGINS
 # The API, and the liveness probes a status page on an allowed origin may poll.
@@ -333,6 +340,9 @@ MAX_UPLOAD_MB = env.int("MAX_UPLOAD_MB", default=10)
 WRITE_RATE_LIMIT = _rate(env.str("WRITE_RATE_LIMIT", default="60/min"), "WRITE_RATE_LIMIT")
 # MiB of uploads not yet used in a message that one user may hold.
 UPLOAD_QUOTA_MB = env.int("UPLOAD_QUOTA_MB", default=100)
+# Hours after which an upload that no message used is deleted, by a sweep each server
+# process runs on its own (messaging.attachments.start_sweeping) or by `sweep_uploads`.
+UNUSED_UPLOAD_HOURS = env.float("UNUSED_UPLOAD_HOURS", default=24.0)
 # Request bodies over this many MiB are refused with 413 before they are read.
 MAX_REQUEST_MB = env.int("MAX_REQUEST_MB", default=MAX_UPLOAD_MB + 1)
 # Seconds a connection may take to send a complete request head (then it is closed), and
@@ -381,7 +391,37 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 if IS_PRODUCTION:
     SESSION_COOKIE_SECURE = env.bool("SECURE_COOKIES", default=True)
     CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
-    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    # No SECURE_PROXY_SSL_HEADER: Django would believe X-Forwarded-Proto from any client.
+    # `serve --proxy-headers` sets the scope's scheme from TRUSTED_PROXIES only, and
+    # request.is_secure() follows the scope.
+
+# Strict-Transport-Security on HTTPS answers (Django's SecurityMiddleware; never on plain
+# HTTP): a year in production, off in development. Subdomains and the preload list are
+# opt-in: both outlive a change of mind (the preload list by months).
+SECURE_HSTS_SECONDS = env.int("HSTS_SECONDS", default=365 * 24 * 3600 if IS_PRODUCTION else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("HSTS_INCLUDE_SUBDOMAINS", default=False)
+SECURE_HSTS_PRELOAD = env.bool("HSTS_PRELOAD", default=False)
+
+# Content-Security-Policy on every answer (django-csp, through
+# chatproject.middleware.ContentSecurityPolicyMiddleware, which adds this host's ws:/wss:
+# to connect-src): scripts, styles and connections from this origin only, no inline
+# script or style anywhere (the chat page, the admin, the API docs), images also as
+# data: URLs (the admin's and Swagger UI's icons), no plugins, no <base>, no framing.
+# An answer that sets its own policy keeps it (attachments: a sandbox).
+# https://django-csp.readthedocs.io/en/latest/configuration.html
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    },
+}
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
