@@ -51,6 +51,10 @@ class User(AbstractUser):
     # `gen` claim) and sessions are bound to it (the session auth hash), so raising it
     # ends every token and session the user holds, on every process, at once.
     token_generation = models.PositiveIntegerField(default=0, editable=False)
+    # Identities that are not people who registered (SPEC 9.2, 9.3): an integration key's
+    # bot, and a guest who picked a nickname. Every API answer and the page mark them.
+    is_bot = models.BooleanField(default=False, editable=False)
+    is_guest = models.BooleanField(default=False, editable=False)
 
     objects: ClassVar[UserManager] = UserManager()
 
