@@ -84,8 +84,9 @@ def free_port() -> int:
 
 
 class LiveServer:
-    def __init__(self, env: dict[str, str]) -> None:
+    def __init__(self, env: dict[str, str], *, serve_args: tuple[str, ...] = ()) -> None:
         self.env = env
+        self.serve_args = serve_args  # more options of `manage.py serve` (--proxy-headers)
         self.port = 0
         self.process: subprocess.Popen | None = None
         self.log = tempfile.NamedTemporaryFile(  # noqa: SIM115 (lives as long as the server)
@@ -115,6 +116,7 @@ class LiveServer:
                     "127.0.0.1",
                     "--port",
                     str(self.port),
+                    *self.serve_args,
                 ],
                 cwd=ROOT,
                 env=self.env,
@@ -236,6 +238,19 @@ class WS:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+
+async def collect(ws: WS, within: float) -> list[dict[str, Any]]:
+    """Every frame that arrives within `within` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    seen: list[dict[str, Any]] = []
+    while (left := deadline - loop.time()) > 0:
+        try:
+            seen.append(await ws.recv(left))
+        except TimeoutError:
+            break
+    return seen
 
 
 @contextlib.asynccontextmanager

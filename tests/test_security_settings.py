@@ -2,15 +2,11 @@
 interpreter each time (tests/test_settings.py's way)."""
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from tests.live import ROOT
-from tests.test_settings import CLEARED, STRONG
+from tests.test_settings import STRONG, run_settings
 
 PROBE = (
     "import django, json; django.setup(); from django.conf import settings as s; "
@@ -23,16 +19,7 @@ YEAR = 365 * 24 * 3600
 
 
 def probe(**env: str) -> dict:
-    base = {k: v for k, v in os.environ.items() if k not in (*CLEARED, "HSTS_SECONDS")}
-    base["DJANGO_SETTINGS_MODULE"] = "chatproject.settings"
-    done = subprocess.run(
-        [sys.executable, "-c", PROBE],
-        cwd=ROOT,
-        env={**base, **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = run_settings(probe=PROBE, **env)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
 

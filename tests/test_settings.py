@@ -17,6 +17,7 @@ PROBE = (
 )
 CLEARED = (
     "ENV",
+    "HSTS_SECONDS",
     "SECRET_KEY",
     "JWT_SECRET",
     "HOST",
@@ -30,11 +31,13 @@ CLEARED = (
 STRONG = "kq3-Vd9xR2mZ7pL0wT5yB8nC4hJ6fG1sA_eU"  # 36 characters, many kinds
 
 
-def run_settings(**env: str) -> subprocess.CompletedProcess:
+def run_settings(*, probe: str = PROBE, **env: str) -> subprocess.CompletedProcess:
+    """Settings as a fresh interpreter reads them from `env` (CLEARED unset first),
+    printed by `probe`."""
     base = {k: v for k, v in os.environ.items() if k not in CLEARED}
     base["DJANGO_SETTINGS_MODULE"] = "chatproject.settings"
     return subprocess.run(
-        [sys.executable, "-c", PROBE],
+        [sys.executable, "-c", probe],
         cwd=ROOT,
         env={**base, **env},
         capture_output=True,
@@ -131,18 +134,8 @@ def test_each_rest_framework_setting_imports_first_in_a_fresh_interpreter(settin
 
 def test_development_listens_on_the_loopback_and_production_everywhere():
     probe = "import django; django.setup(); from django.conf import settings as s; print(s.HOST)"
-    base = {k: v for k, v in os.environ.items() if k not in CLEARED}
-    base["DJANGO_SETTINGS_MODULE"] = "chatproject.settings"
     hosts = [
-        subprocess.run(
-            [sys.executable, "-c", probe],
-            cwd=ROOT,
-            env={**base, **extra},
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=True,
-        ).stdout.strip()
+        run_settings(probe=probe, **extra).stdout.strip()
         for extra in ({}, {"ENV": "production", "SECRET_KEY": STRONG})
     ]
     assert hosts == ["127.0.0.1", "0.0.0.0"]

@@ -11,7 +11,7 @@ import httpx
 import pytest
 import websockets
 
-from tests.e2e.test_edge import ProxiedServer
+from tests.e2e.test_edge import proxied_server
 from tests.live import WAIT, WS, LiveServer, server_environment
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -21,7 +21,7 @@ YEAR = 365 * 24 * 3600
 
 @pytest.fixture(scope="module")
 def proxied(django_db_setup) -> Iterator[LiveServer]:
-    server = ProxiedServer(
+    server = proxied_server(
         server_environment(
             ENV="production",
             DEBUG="false",

@@ -20,7 +20,7 @@ from messaging.models import Message, Reaction
 from messaging.typists import TYPING_EVERY
 from rooms.models import Membership, Room
 from tests.factories import UserFactory, add_member, make_room
-from tests.live import WAIT, WS, LiveServer, server_environment
+from tests.live import WAIT, WS, LiveServer, collect, server_environment
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 
@@ -73,19 +73,6 @@ def rest(server: LiveServer, token: str) -> httpx.AsyncClient:
     return httpx.AsyncClient(
         base_url=server.url, headers={"Authorization": f"Bearer {token}"}, timeout=WAIT
     )
-
-
-async def collect(ws: WS, within: float) -> list[Frame]:
-    """Every frame that arrives within `within` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    seen: list[Frame] = []
-    while (left := deadline - loop.time()) > 0:
-        try:
-            seen.append(await ws.recv(left))
-        except TimeoutError:
-            break
-    return seen
 
 
 async def collect_until(ws: WS, *wanted, within: float = WAIT) -> list[Frame]:

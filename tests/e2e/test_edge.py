@@ -12,8 +12,6 @@ import json
 import os
 import select
 import socket
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -24,7 +22,7 @@ import pytest
 import websockets
 
 from accounts.services import issue_tokens
-from tests.live import ROOT, RUN_ID, WAIT, WS, LiveServer, free_port, server_environment
+from tests.live import RUN_ID, WAIT, WS, LiveServer, server_environment
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -32,27 +30,9 @@ MiB = 1024 * 1024
 HEAD_TIMEOUT = 2  # REQUEST_HEAD_TIMEOUT of the `edge` server, seconds
 
 
-class ProxiedServer(LiveServer):
-    """A LiveServer started with `--proxy-headers` (tests.live starts it without)."""
-
-    def start(self, timeout: float = 30.0, port: int | None = None) -> None:
-        for attempt in range(3):
-            self.port = free_port()
-            started = os.path.getsize(self.log.name)
-            argv = ["manage.py", "serve", "--host", "127.0.0.1", "--port", str(self.port)]
-            self.process = subprocess.Popen(
-                [sys.executable, *argv, "--proxy-headers"],
-                cwd=ROOT,
-                env=self.env,
-                stdout=self.log,
-                stderr=subprocess.STDOUT,
-            )
-            if self._wait_until_up(timeout):
-                return
-            if "could not listen" not in self.log_text(since=started) or attempt == 2:
-                raise RuntimeError(
-                    f"server exited with {self.process.returncode}:\n{self.output()}"
-                )
+def proxied_server(env: dict[str, str]) -> LiveServer:
+    """A LiveServer started with `--proxy-headers`."""
+    return LiveServer(env, serve_args=("--proxy-headers",))
 
 
 @contextlib.contextmanager
@@ -384,14 +364,14 @@ def proxied_environment(trusted: str, name: str) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def behind_trusted_proxy(django_db_setup) -> Iterator[LiveServer]:
     """Loopback is a trusted proxy: the tests' own requests are the proxy's."""
-    with running(ProxiedServer(proxied_environment("127.0.0.1/32", "trusted"))) as server:
+    with running(proxied_server(proxied_environment("127.0.0.1/32", "trusted"))) as server:
         yield server
 
 
 @pytest.fixture(scope="module")
 def untrusted_peer(django_db_setup) -> Iterator[LiveServer]:
     """Only 10.0.0.0/8 is trusted: the tests' requests come from an untrusted peer."""
-    with running(ProxiedServer(proxied_environment("10.0.0.0/8", "untrusted"))) as server:
+    with running(proxied_server(proxied_environment("10.0.0.0/8", "untrusted"))) as server:
         yield server
 
 

@@ -30,7 +30,7 @@ from accounts.models import User
 from accounts.services import issue_tokens
 from messaging.typists import TYPING_EVERY
 from tests.factories import UserFactory, add_member
-from tests.live import RUN_ID, WAIT, WS, LiveServer, server_environment
+from tests.live import RUN_ID, WAIT, WS, LiveServer, collect, server_environment
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 
@@ -74,19 +74,6 @@ async def read_until(ws: WS, wanted: Callable[[Frame], bool], timeout: float = W
         seen.append(frame)
         if wanted(frame):
             return seen
-
-
-async def collect(ws: WS, within: float) -> list[Frame]:
-    """Every frame that arrives within `within` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    seen: list[Frame] = []
-    while (left := deadline - loop.time()) > 0:
-        try:
-            seen.append(await ws.recv(left))
-        except TimeoutError:
-            break
-    return seen
 
 
 def kind(name: str, **fields: Any) -> Callable[[Frame], bool]:
