@@ -50,11 +50,23 @@ def check_write_rate(*, user: User | None, cost: int = 1) -> None:
     )
 
 
-def _notice_is_news(*, room: Room, user: User, event: str) -> bool:
-    """Whether a user's own join or leave of a room deserves a stored notice: not when the
-    same notice of theirs was stored there within MEMBERSHIP_NOTICE_EVERY seconds."""
-    key = f"notice:{room.pk}:{user.pk}:{event}"
-    return throttle.hit(key, limit=1, window=MEMBERSHIP_NOTICE_EVERY)[0]
+def _membership_notice(*, room: Room, user: User, by: User | None, joined: bool) -> None:
+    """The stored notice of a membership change (the caller holds the room lock). A user's
+    own join or leave is stored at most once per MEMBERSHIP_NOTICE_EVERY seconds; a change
+    made by someone else (an invitation, a removal) always is."""
+    event = "member_joined" if joined else "member_left"
+    if by is None or by.pk == user.pk:
+        content = f"{user.shown_name} {'joined' if joined else 'left'} the room."
+        key = f"notice:{room.pk}:{user.pk}:{event}"
+        if not throttle.hit(key, limit=1, window=MEMBERSHIP_NOTICE_EVERY)[0]:
+            return
+    else:
+        content = f"{by.shown_name} {'added' if joined else 'removed'} {user.shown_name}."
+    post_notice(
+        room=room,
+        content=content,
+        payload={"event": event, "user_id": user.pk, "by": by.pk if by else None},
+    )
 
 
 def clean_room_name(name: str, *, exclude_pk: int | None = None) -> str:
@@ -215,21 +227,7 @@ def _add_member(*, room: Room, user: User, role: str, by: User | None) -> Member
         if membership is not None:
             return membership
         check_write_rate(user=by or user)
-        if by is None or by.pk == user.pk:
-            content = f"{user.shown_name} joined the room."
-            news = _notice_is_news(room=locked, user=user, event="member_joined")
-        else:
-            content, news = f"{by.shown_name} added {user.shown_name}.", True
-        if news:
-            post_notice(
-                room=locked,
-                content=content,
-                payload={
-                    "event": "member_joined",
-                    "user_id": user.pk,
-                    "by": by.pk if by else None,
-                },
-            )
+        _membership_notice(room=locked, user=user, by=by, joined=True)
         if by is not None and by.pk != user.pk:
             # The invited user's open pages learn of the room at once.
             broadcast_user_event(user.pk, events.room_added(locked.pk))
@@ -259,17 +257,7 @@ def _remove_member(*, room: Room, user: User, by: User | None) -> None:
                 raise Forbidden("The room's last owner must make someone else owner first.")
         check_write_rate(user=by or user)
         membership.delete()
-        if by is None or by.pk == user.pk:
-            content = f"{user.shown_name} left the room."
-            news = _notice_is_news(room=locked, user=user, event="member_left")
-        else:
-            content, news = f"{by.shown_name} removed {user.shown_name}.", True
-        if news:
-            post_notice(
-                room=locked,
-                content=content,
-                payload={"event": "member_left", "user_id": user.pk, "by": by.pk if by else None},
-            )
+        _membership_notice(room=locked, user=user, by=by, joined=False)
         # The user's open sockets stop receiving the room at once, on every process.
         broadcast_user_event(user.pk, events.room_revoked(locked.pk))
 
