@@ -109,3 +109,15 @@ def test_serve_exits_non_zero_when_its_port_is_taken(django_db_setup):
         )
     assert result.returncode == 1
     assert f"could not listen: Couldn't listen on 127.0.0.1:{port}" in result.stderr
+
+
+@pytest.mark.e2e
+def test_serve_says_which_address_to_open(django_db_setup):
+    from tests.live import LiveServer
+
+    server = LiveServer(server_environment(LOG_LEVEL="info"))
+    server.start()
+    try:
+        assert f"http://127.0.0.1:{server.port}/" in server.log_text()
+    finally:
+        server.stop()

@@ -118,7 +118,15 @@ def run(*, host: str, port: int, proxy_headers: bool) -> None:
         server.ws_factory.protocol = ChatWebSocketProtocol
         # Under --proxy-headers, the proxies whose X-Forwarded-* are believed; else None.
         trusted = [str(network) for network in limits.trusted_proxies] if proxy_headers else None
-        access_log.info("server_starting", host=host, port=port, trusted_proxies=trusted)
+        # The address to open, as `runserver` prints it (a wildcard host is not one).
+        shown = {"0.0.0.0": "127.0.0.1", "::": "[::1]"}.get(host, host)
+        access_log.info(
+            "server_starting",
+            host=host,
+            port=port,
+            url=f"http://{shown}:{port}/",
+            trusted_proxies=trusted,
+        )
 
     limits = EdgeLimits.from_settings(proxy_headers=proxy_headers)
     server = ChatServer(
