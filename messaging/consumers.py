@@ -168,6 +168,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.close(code=CLOSE_FORBIDDEN_ORIGIN)
             return
         if self.scope.get("auth_error"):
+            # Say why before closing: a close frame's reason is not shown by most clients.
+            await self.send_error(Unauthenticated(self.scope["auth_error"]), None)
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
         user = self.scope.get("user")
@@ -353,8 +355,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def on_authenticate(self, frame: dict[str, Any], ref) -> None:
         try:
             user, expires = await _authenticate(frame.get("token"))
-        except Unauthenticated:
+        except Unauthenticated as exc:
             if self.user is None:
+                await self.send_error(exc, ref)
                 await self.close(code=CLOSE_UNAUTHENTICATED)
                 return
             raise

@@ -246,8 +246,10 @@ async def test_authenticate_frame_authenticates(chat_server, user, alice_token):
 
 async def test_bad_token_is_closed_4401(chat_server, db):
     async with await WS.connect(f"{chat_server.ws_url}/ws/", token="not-a-jwt") as ws:
+        told = await ws.recv()
         with pytest.raises(websockets.ConnectionClosed) as closed:
             await ws.recv()
+    assert (told["type"], told["code"]) == ("error", "unauthenticated")
     assert closed.value.rcvd is not None
     assert closed.value.rcvd.code == 4401
 

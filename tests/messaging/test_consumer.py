@@ -127,6 +127,14 @@ async def assert_still_open(comm: WebsocketCommunicator) -> None:
     assert frame == {"type": "pong", "ref": "alive?"}
 
 
+async def assert_refused_unauthenticated(comm: WebsocketCommunicator) -> None:
+    """The socket is told why (an `error` frame) and closed with 4401."""
+    frames, code = await frames_until_close(comm)
+    assert [(f["type"], f["code"]) for f in frames] == [("error", "unauthenticated")]
+    assert frames[0]["message"]
+    assert code == 4401
+
+
 async def frames_until_close(
     comm: WebsocketCommunicator, timeout: float = TIMEOUT
 ) -> tuple[list[dict[str, Any]], int | None]:
@@ -515,36 +523,36 @@ async def test_query_string_token_authenticates(alice_token, user):
 )
 async def test_bad_token_in_header_is_closed_4401(db, headers):
     async with opened(headers=headers) as comm:
-        assert await frames_until_close(comm) == ([], 4401)
+        await assert_refused_unauthenticated(comm)
 
 
 async def test_bad_query_token_is_closed_4401(db):
     async with opened("/ws/?token=garbage") as comm:
-        assert await frames_until_close(comm) == ([], 4401)
+        await assert_refused_unauthenticated(comm)
 
 
 async def test_token_signed_with_another_key_is_closed_4401(user):
     token = AccessToken.for_user(user)
     forged = str(token).rsplit(".", 1)[0] + ".c2lnbmF0dXJlLW9mLWFub3RoZXIta2V5"
     async with opened(token=forged) as comm:
-        assert await frames_until_close(comm) == ([], 4401)
+        await assert_refused_unauthenticated(comm)
 
 
 async def test_refresh_token_used_as_access_is_closed_4401(refresh_token):
     async with opened(token=refresh_token) as comm:
-        assert await frames_until_close(comm) == ([], 4401)
+        await assert_refused_unauthenticated(comm)
 
 
 async def test_expired_access_token_is_closed_4401(user):
     token = AccessToken.for_user(user)
     token.set_exp(lifetime=timedelta(seconds=-60))
     async with opened(token=str(token)) as comm:
-        assert await frames_until_close(comm) == ([], 4401)
+        await assert_refused_unauthenticated(comm)
 
 
 async def test_inactive_users_token_is_closed_4401(inactive_token):
     async with opened(token=inactive_token) as comm:
-        assert await frames_until_close(comm) == ([], 4401)
+        await assert_refused_unauthenticated(comm)
 
 
 def _b64url(data: bytes) -> str:
@@ -556,13 +564,13 @@ async def test_unsigned_alg_none_token_is_closed_4401(user):
     header = _b64url(json.dumps({"alg": "none", "typ": "JWT"}).encode())
     forged = f"{header}.{_b64url(json.dumps(claims).encode())}."
     async with opened(token=forged) as comm:
-        assert await frames_until_close(comm) == ([], 4401)
+        await assert_refused_unauthenticated(comm)
 
 
 async def test_deleted_users_token_is_closed_4401(user, alice_token):
     await sync_to_async(user.delete)()
     async with opened(token=alice_token) as comm:
-        assert await frames_until_close(comm) == ([], 4401)
+        await assert_refused_unauthenticated(comm)
 
 
 async def test_token_on_room_endpoint_joins_that_room(alice_token, own_room):
@@ -624,7 +632,7 @@ async def test_authenticate_frame_with_bad_token_closes_4401(db, token):
 async def test_authenticate_frame_with_refresh_token_closes_4401(refresh_token):
     async with opened() as comm:
         await comm.send_json_to({"type": "authenticate", "token": refresh_token})
-        assert await frames_until_close(comm) == ([], 4401)
+        await assert_refused_unauthenticated(comm)
 
 
 async def test_reauthenticate_with_bad_token_is_an_error_not_a_close(alice_token):
