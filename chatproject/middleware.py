@@ -11,6 +11,8 @@ from csp.middleware import CSPMiddleware, PolicyParts
 from django.core.exceptions import DisallowedHost
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
 
+from chatproject.transport.access_log import scrub
+
 _SANE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
@@ -22,7 +24,8 @@ class RequestIdMiddleware:
         given = request.headers.get("X-Request-ID", "")
         request_id = given if _SANE.match(given) else uuid.uuid4().hex
         structlog.contextvars.clear_contextvars()
-        structlog.contextvars.bind_contextvars(request_id=request_id, path=request.path)
+        # A webhook's path holds its key (SPEC 9.2): the access log's scrub takes it out.
+        structlog.contextvars.bind_contextvars(request_id=request_id, path=scrub(request.path))
         try:
             response = self.get_response(request)
         finally:
