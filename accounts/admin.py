@@ -1,14 +1,17 @@
+from typing import Any
+
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.views.main import ChangeList
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import UserChangeForm as DjangoUserChangeForm
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
 
-from accounts import services
+from accounts import integrations, services
 from accounts.auth import signed_in
-from accounts.models import User
+from accounts.models import ApiKey, User
 from accounts.presence import online_user_ids
 from chatproject.errors import ChatError
 
@@ -89,3 +92,87 @@ class UserAdmin(DjangoUserAdmin):
         for user in users:
             services.set_active(user=user, active=True)
         self.message_user(request, f"Activated {len(users)} user(s).", messages.SUCCESS)
+
+
+class ApiKeyForm(forms.ModelForm):
+    """The key's name is its bot's display name: the same rules (`check_display_name`)."""
+
+    class Meta:
+        model = ApiKey
+        fields = ["name", "rooms"]
+
+    def clean_name(self) -> str:
+        try:
+            return services.check_display_name(display_name=self.cleaned_data.get("name", ""))
+        except ChatError as exc:
+            raise forms.ValidationError(exc.message) from None
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    """Integration keys (SPEC 9.2). Adding one shows the key once, on the page that
+    answers the form (it is never stored, nor put in a message or the session)."""
+
+    form = ApiKeyForm
+    list_display = ["name", "prefix", "bot", "created_by", "created_at", "last_used_at", "revoked"]
+    list_filter = [("revoked_at", admin.EmptyFieldListFilter)]
+    search_fields = ["name", "prefix", "bot__username"]
+    fields = ["name", "rooms", "prefix", "bot", "created_by", "created_at", "last_used_at"]
+    readonly_fields = ["prefix", "bot", "created_by", "created_at", "last_used_at", "revoked_at"]
+    filter_horizontal = ["rooms"]
+    actions = ["revoke"]
+
+    def get_fields(self, request: HttpRequest, obj: ApiKey | None = None) -> Any:
+        return ["name", "rooms"] if obj is None else [*(self.fields or ()), "revoked_at"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: ApiKey | None = None) -> Any:
+        # The name is the bot's display name, fixed when the key is issued.
+        return self.readonly_fields if obj is None else [*self.readonly_fields, "name"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[ApiKey]:
+        return super().get_queryset(request).select_related("bot", "created_by")
+
+    def formfield_for_manytomany(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.name == "rooms":  # a key posts into shared rooms, never a direct one
+            kwargs["queryset"] = db_field.remote_field.model.objects.exclude(kind="direct")
+        return super().formfield_for_manytomany(db_field, request, **kwargs)
+
+    @admin.display(boolean=True, description="revoked")
+    def revoked(self, key: ApiKey) -> bool:
+        return key.is_revoked
+
+    def save_model(self, request: HttpRequest, key: ApiKey, form: Any, change: bool) -> None:
+        if change:
+            super().save_model(request, key, form, change)
+            return
+        _, raw = integrations.issue_api_key(
+            name=key.name,
+            room_ids=[room.pk for room in form.cleaned_data["rooms"]],
+            created_by=signed_in(request),
+            instance=key,
+        )
+        request._issued_api_key = raw  # type: ignore[attr-defined]  # for response_add only
+
+    def response_add(
+        self, request: HttpRequest, obj: ApiKey, post_url_continue: str | None = None
+    ) -> HttpResponse:
+        raw = getattr(request, "_issued_api_key", None)
+        if raw is None:
+            return super().response_add(request, obj, post_url_continue)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "key": obj,
+            "raw_key": raw,
+            "title": "Integration key issued",
+        }
+        response = TemplateResponse(request, "admin/accounts/apikey/issued.html", context)
+        response["Cache-Control"] = "no-store"
+        return response
+
+    @admin.action(description="Revoke (the keys stop working at once)")
+    def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
+        keys = list(queryset.filter(revoked_at=None))
+        for key in keys:
+            integrations.revoke_api_key(key=key)
+        self.message_user(request, f"Revoked {len(keys)} key(s).", messages.SUCCESS)

@@ -7,3 +7,10 @@ class AccountsConfig(AppConfig):
 
     def ready(self) -> None:
         from accounts import signals  # noqa: F401 (connects the receivers)
+        from accounts.guests import start_sweeping
+        from chatproject.signals import server_starting
+
+        # Idle guests are removed by every server process on its own; no cron needed.
+        server_starting.connect(
+            lambda **kwargs: start_sweeping(), dispatch_uid="sweep-idle-guests", weak=False
+        )

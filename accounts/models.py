@@ -87,3 +87,37 @@ class User(AbstractUser):
         if self.token_generation:
             value = f"{value}:{self.token_generation}"
         return salted_hmac(_SESSION_HASH_SALT, value, secret=secret, algorithm="sha256").hexdigest()
+
+
+class ApiKey(models.Model):
+    """An integration key (SPEC 9.2): a secret that lets a script post as a bot user into
+    the rooms it is scoped to (`accounts.integrations`). Only its SHA-256 is stored; the
+    key itself is shown once, when it is issued.
+
+    `rooms` names the room model by string: accounts never imports rooms (the layers of
+    pyproject's import-linter contracts); the key's scope is read through this relation."""
+
+    name = models.CharField(max_length=64)
+    bot = models.OneToOneField(
+        User, on_delete=models.CASCADE, related_name="api_key", editable=False
+    )
+    # The key's first characters, to tell keys apart in lists (never enough to use it).
+    prefix = models.CharField(max_length=16, editable=False)
+    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    rooms = models.ManyToManyField("rooms.Room", related_name="api_keys")
+    created_by = models.ForeignKey(
+        User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", editable=False
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        verbose_name = "integration key"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def is_revoked(self) -> bool:
+        return self.revoked_at is not None

@@ -7,7 +7,7 @@ from django.db.models import Q, QuerySet
 from accounts.models import User
 from accounts.presence import online_user_ids
 from chatproject.errors import NotFound
-from chatproject.events import UserBrief
+from chatproject.events import UserBrief, brief_of
 
 __all__ = [
     "UserNotFound",
@@ -49,9 +49,11 @@ def list_users(*, search: str = "", online: bool | None = None) -> QuerySet[User
 
 
 def user_briefs(user_ids: Iterable[int]) -> dict[int, UserBrief]:
-    """`{id: {id, username, display_name}}` for the given users, in one query."""
-    rows = User.objects.filter(pk__in=list(user_ids)).values_list("id", "username", "display_name")
+    """`{id: UserBrief}` for the given users, in one query."""
+    rows = User.objects.filter(pk__in=list(user_ids)).values_list(
+        "id", "username", "display_name", "is_bot", "is_guest"
+    )
     return {
-        pk: {"id": pk, "username": username, "display_name": display_name}
-        for pk, username, display_name in rows
+        pk: brief_of(pk=pk, username=name, display_name=shown, is_bot=bot, is_guest=guest)
+        for pk, name, shown, bot, guest in rows
     }

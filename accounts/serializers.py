@@ -1,8 +1,11 @@
+from typing import Any
+
 from rest_framework import serializers
 
 from accounts.models import User
 from accounts.names import DISPLAY_NAME_MAX_LENGTH, USERNAME_RULE
 from accounts.selectors import online_user_ids
+from chatproject.events import user_brief
 
 
 class UserSerializer(serializers.ModelSerializer):
@@ -12,7 +15,17 @@ class UserSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = User
-        fields = ["id", "username", "display_name", "is_online", "last_seen"]
+        # `is_guest`: a nickname without an account (SPEC 9.3), marked in every answer;
+        # `is_bot`: an integration key's bot (SPEC 9.2).
+        fields = [
+            "id",
+            "username",
+            "display_name",
+            "is_online",
+            "last_seen",
+            "is_guest",
+            "is_bot",
+        ]
         read_only_fields = fields
 
     def get_is_online(self, user: User) -> bool:
@@ -32,12 +45,19 @@ class MeSerializer(UserSerializer):
 
 
 class UserBriefSerializer(serializers.ModelSerializer):
-    """The sender of a message: enough to show it, no presence lookup."""
+    """The sender of a message: enough to show it, no presence lookup. `is_bot` and
+    `is_guest` are present (true) only for a bot or a guest (`events.UserBrief`)."""
+
+    is_bot = serializers.BooleanField(read_only=True, required=False)
+    is_guest = serializers.BooleanField(read_only=True, required=False)
 
     class Meta:
         model = User
-        fields = ["id", "username", "display_name"]
+        fields = ["id", "username", "display_name", "is_bot", "is_guest"]
         read_only_fields = fields
+
+    def to_representation(self, user: User) -> dict[str, Any]:
+        return dict(user_brief(user))
 
 
 class RegisterSerializer(serializers.Serializer):

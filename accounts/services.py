@@ -12,6 +12,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from accounts import tokens
+from accounts.guests import guest_held
 from accounts.models import User
 from accounts.names import clean_display_name, clean_username, normalize_name
 from chatproject import events, throttle
@@ -46,7 +47,8 @@ def register_user(*, username: str, password: str, email: str = "", display_name
     the username rule (`accounts.names`), unique in any case, a display name that is
     nobody else's username, and Django's password validators."""
     username = clean_username(username)
-    if User.objects.with_username(username).exists():
+    # An active guest's nickname too: a guest's name never equals a registered one.
+    if User.objects.with_username(username).exists() or guest_held(username):
         raise ValidationFailed(USERNAME_TAKEN, fields={"username": [USERNAME_TAKEN]})
     display_name = check_display_name(display_name=display_name)
     user = User(username=username, email=email, display_name=display_name)

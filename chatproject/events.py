@@ -31,15 +31,23 @@ class Person(Protocol):
     pk: Any
     username: str
     display_name: str
+    is_bot: bool
+    is_guest: bool
 
 
 # ----------------------------------------------------------------- the objects inside
 
 
 class UserBrief(TypedDict):
+    """A user as frames and messages name them. `is_bot` (an integration key's bot) and
+    `is_guest` (a guest's nickname, SPEC 9.3) are present, and true, only for those: a
+    person who registered is the brief without them."""
+
     id: int
     username: str
     display_name: str
+    is_bot: NotRequired[Literal[True]]
+    is_guest: NotRequired[Literal[True]]
 
 
 class FileData(TypedDict):
@@ -277,7 +285,25 @@ CONTROL_EVENTS: dict[str, type] = {
 
 
 def user_brief(user: Person) -> UserBrief:
-    return {"id": user.pk, "username": user.username, "display_name": user.display_name}
+    return brief_of(
+        pk=user.pk,
+        username=user.username,
+        display_name=user.display_name,
+        is_bot=user.is_bot,
+        is_guest=user.is_guest,
+    )
+
+
+def brief_of(
+    *, pk: int, username: str, display_name: str, is_bot: bool = False, is_guest: bool = False
+) -> UserBrief:
+    """A `UserBrief` from a user's values (a query's rows, a message's sender)."""
+    brief: UserBrief = {"id": pk, "username": username, "display_name": display_name}
+    if is_bot:
+        brief["is_bot"] = True
+    if is_guest:
+        brief["is_guest"] = True
+    return brief
 
 
 def authenticated(*, user: UserBrief, ref: Ref | None = None) -> Authenticated:

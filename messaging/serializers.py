@@ -8,7 +8,14 @@ from django.utils import timezone
 from rest_framework import serializers
 
 from accounts.serializers import UserBriefSerializer
-from chatproject.events import FileData, LinkData, MessageData, MessageType, ReactionData
+from chatproject.events import (
+    FileData,
+    LinkData,
+    MessageData,
+    MessageType,
+    ReactionData,
+    user_brief,
+)
 from chatproject.text import has_forbidden_chars
 from messaging.models import Attachment, Message
 
@@ -77,9 +84,7 @@ def message_data(message: Message, *, viewer_id: int | None = None) -> MessageDa
         "room": message.room_id,
         "seq": message.seq,
         "pos": message.pos,
-        "sender": None
-        if sender is None
-        else {"id": sender.pk, "username": sender.username, "display_name": sender.display_name},
+        "sender": None if sender is None else user_brief(sender),
         "type": _TYPES[message.type],
         "content": "" if deleted else message.content,
         "title": None if deleted else message.title,

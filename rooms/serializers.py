@@ -32,7 +32,9 @@ def direct_peers(rooms: Iterable[Room]) -> dict[int, dict[str, Any]]:
     ids = {peer_id for room in rooms if (peer_id := direct_peer_id(room)) is not None}
     if not ids:
         return {}
-    users = User.objects.filter(pk__in=ids).only("id", "username", "display_name")
+    users = User.objects.filter(pk__in=ids).only(
+        "id", "username", "display_name", "is_bot", "is_guest"
+    )
     return {user.pk: UserBriefSerializer(user).data for user in users}
 
 

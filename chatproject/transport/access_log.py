@@ -1,6 +1,7 @@
 """The access log: Daphne's action logger, as one structured line per HTTP request or
 WebSocket event, on the `chatproject.access` logger, with secrets scrubbed from paths."""
 
+import re
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
@@ -21,9 +22,14 @@ WEBSOCKET_EVENTS = {"rejected": "ws_rejected", "disconnected": "ws_connection_cl
 REDACTED_PARAMETERS = frozenset({"token", "access", "refresh", "q", "search"})
 
 
+# An incoming webhook's URL holds its integration key (`/api/hooks/<key>/`, SPEC 9.2).
+_WEBHOOK_KEY = re.compile(r"(/api/hooks/)[^/?]+")
+
+
 def scrub(path: str) -> str:
-    """The path with the values of `REDACTED_PARAMETERS` replaced in its query string."""
-    parts = urlsplit(path)
+    """The path with the values of `REDACTED_PARAMETERS` replaced in its query string,
+    and a webhook's key replaced in the path."""
+    parts = urlsplit(_WEBHOOK_KEY.sub(r"\1[redacted]", path))
     if not parts.query:
         return parts.path
     query = [

@@ -347,7 +347,15 @@ def test_user_list_shows_the_public_fields_only(alice_api, user):
 
     assert response.status_code == 200
     [alice] = response.json()["results"]
-    assert set(alice) == {"id", "username", "display_name", "is_online", "last_seen"}
+    assert set(alice) == {
+        "id",
+        "username",
+        "display_name",
+        "is_online",
+        "last_seen",
+        "is_guest",
+        "is_bot",
+    }
 
 
 def test_user_list_search_matches_username_and_display_name(alice_api, user, other_user):
