@@ -271,6 +271,9 @@ else:
 # --------------------------------------------------------------------------- REST
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        # Integration keys (`Bearer chat_…`), before the JWT check, which would refuse
+        # them as malformed tokens; other bearer credentials pass on to it.
+        "accounts.integrations.ApiKeyAuthentication",
         # simplejwt's, which also refuses revoked tokens (accounts.tokens).
         "accounts.tokens.JWTAuthentication",
         # The web page uses the Django session; DRF enforces CSRF for it.
@@ -358,6 +361,12 @@ WEBSOCKET_SEND_BUFFER = env.int("WEBSOCKET_SEND_BUFFER", default=1024 * 1024)
 # Seconds an unauthenticated socket may wait for its `authenticate` frame.
 WEBSOCKET_AUTH_TIMEOUT = env.float("WEBSOCKET_AUTH_TIMEOUT", default=10.0)
 GENERAL_ROOM_NAME = "General"
+# Guests (SPEC 9.3): a nickname without an account, in public rooms only, for the clients
+# of the anonymous seed servers (`/ws?username=`, `/ws` without credentials). Off unless
+# asked for. GUEST_TTL: seconds without activity after which a guest is removed (their
+# messages stay, under their nickname; accounts.guests).
+CHAT_ALLOW_GUESTS = env.bool("CHAT_ALLOW_GUESTS", default=False)
+GUEST_TTL = env.float("GUEST_TTL", default=24 * 3600.0)
 # Seconds a socket counts as present without a heartbeat; heartbeats and the sweep of
 # dead processes run every third of it, so a dead process's users go offline within
 # 4/3 of it (60 s by default).

@@ -22,9 +22,12 @@ class RoomNotFound(NotFound):
 
 
 def visible_rooms(*, user: User) -> QuerySet[Room]:
-    """Public rooms and the rooms the user belongs to (staff see every room)."""
+    """Public rooms and the rooms the user belongs to (staff see every room; guests,
+    public rooms only)."""
     if user.is_staff:
         return Room.objects.all()
+    if user.is_guest:
+        return Room.objects.filter(kind=Room.Kind.PUBLIC)
     return Room.objects.filter(Q(kind=Room.Kind.PUBLIC) | Q(memberships__user=user)).distinct()
 
 
@@ -44,6 +47,8 @@ def get_visible_room(*, room_id: object, user: User) -> Room:
 def can_see(*, room: Room, user: User) -> bool:
     if room.kind == Room.Kind.PUBLIC or user.is_staff:
         return True
+    if user.is_guest:  # guests use public rooms only, even when invited (SPEC 9.3)
+        return False
     return Membership.objects.filter(room=room, user=user).exists()
 
 
@@ -59,7 +64,10 @@ def get_membership(*, room: Room, user: User) -> Membership | None:
 def posting_refusal(*, room: Room, user: User, is_member: bool) -> ChatError | None:
     """Why `user` may not post in (or otherwise act as a member of) `room`; None when they
     may. The rule, for every caller: members and staff may; an outsider of a public room
-    must join first; a private or direct room stays invisible to outsiders (404)."""
+    must join first; a private or direct room stays invisible to outsiders (404); guests
+    may use public rooms only (SPEC 9.3), even a private room they were invited to."""
+    if user.is_guest and room.kind != Room.Kind.PUBLIC:
+        return Forbidden("Guests may post in public rooms only.")
     if is_member or user.is_staff:
         return None
     if room.kind == Room.Kind.PUBLIC:

@@ -35,6 +35,7 @@ export function renderMembers() {
         h("span", { class: `presence-dot${state.online.has(m.user.id) ? " online" : ""}`,
           "aria-label": state.online.has(m.user.id) ? "online" : "offline" }),
         h("span", { class: "member-name", text: nameOf(m.user) }),
+        m.user.is_guest ? h("span", { class: "guest-tag", text: "guest" }) : null,
         m.role !== "member" ? h("span", { class: "role", text: m.role }) : null)),
   );
 }

@@ -108,6 +108,13 @@ export function scrollToBottom() {
   el.messages.scrollTop = el.messages.scrollHeight;
 }
 
+// An integration key's bot posts under the name its script gave (the seed's `username`,
+// kept in the payload as `display_name`, SPEC 9.2); the "bot" tag beside it says who.
+function shownSender(message) {
+  const given = message.sender && message.sender.is_bot && message.payload && message.payload.display_name;
+  return typeof given === "string" && given ? given : nameOf(message.sender);
+}
+
 export function messageElement(message) {
   const mine = message.sender && message.sender.id === ME.id;
   const classes = ["message"];
@@ -131,7 +138,9 @@ export function messageElement(message) {
     h(
       "div",
       { class: "message-head" },
-      h("span", { class: "message-sender", text: nameOf(message.sender) }),
+      h("span", { class: "message-sender", text: shownSender(message) }),
+      message.sender && message.sender.is_guest ? h("span", { class: "guest-tag", text: "guest" }) : null,
+      message.sender && message.sender.is_bot ? h("span", { class: "guest-tag", text: "bot" }) : null,
       h("time", {
         class: "message-time",
         datetime: message.created_at,
