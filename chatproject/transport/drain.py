@@ -17,7 +17,7 @@ from daphne.ws_protocol import WebSocketProtocol
 from django.conf import settings
 
 from .access_log import access_log
-from .state import CLOSE_RESTARTING, start_draining
+from .state import CLOSE_RESTARTING, drain_hooks, start_draining
 
 # Keeps the drain task referenced while it runs (the loop holds tasks weakly).
 _drain_task: asyncio.Future[None] | None = None
@@ -61,6 +61,11 @@ async def _drain(server: Server, reactor: Any) -> None:
     try:
         for protocol in open_websockets(server):
             protocol.serverClose(code=CLOSE_RESTARTING)
+        for hook in drain_hooks():  # e.g. Socket.IO's polling clients (`state.on_drain`)
+            try:
+                await hook(max(0.0, deadline - 1 - time.monotonic()))
+            except Exception:
+                access_log.exception("server_drain_hook_failed")
         # Each socket's close handshake ends (or autobahn drops it after
         # CLOSE_HANDSHAKE_TIMEOUT), then its consumer's `disconnect` runs; messages being
         # stored finish meanwhile. A second is left for the reactor's own shutdown.
