@@ -18,9 +18,17 @@ Two kinds of event travel the fan-out:
 """
 
 from collections.abc import Iterable
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Literal, NotRequired, Protocol, TypedDict, Unpack
 
+from django.conf import settings
+
 from chatproject.errors import ChatError, RateLimited
+
+try:
+    SERVER_VERSION = version("chatproject")
+except PackageNotFoundError:  # run from a checkout that was not installed
+    SERVER_VERSION = "unknown"
 
 Ref = str | int
 
@@ -100,9 +108,23 @@ class MessageData(TypedDict):
 # ------------------------------------------------------------- frames a client receives
 
 
+class Limits(TypedDict):
+    """What a client must not exceed, so it need not guess (README: Limits)."""
+
+    max_message_length: int  # characters of `content`
+    message_rate: list[int]  # [count, seconds]: CHAT_RATE_LIMIT
+    write_rate: list[int]  # [count, seconds]: WRITE_RATE_LIMIT
+    max_frame_bytes: int
+    max_upload_mb: int
+
+
 class Authenticated(TypedDict):
     type: Literal["authenticated"]
     user: UserBrief
+    connection: str  # this socket's id, as the server's logs name it (`socket_id`)
+    expires_at: int | None  # epoch seconds when the access token ends (None: a session)
+    server: str  # the server's version
+    limits: Limits
     ref: NotRequired[Ref]
 
 
@@ -306,8 +328,23 @@ def brief_of(
     return brief
 
 
-def authenticated(*, user: UserBrief, ref: Ref | None = None) -> Authenticated:
-    frame: Authenticated = {"type": "authenticated", "user": user}
+def authenticated(
+    *, user: UserBrief, connection: str, expires_at: int | None, ref: Ref | None = None
+) -> Authenticated:
+    frame: Authenticated = {
+        "type": "authenticated",
+        "user": user,
+        "connection": connection,
+        "expires_at": expires_at,
+        "server": SERVER_VERSION,
+        "limits": {
+            "max_message_length": settings.MAX_MESSAGE_LENGTH,
+            "message_rate": list(settings.CHAT_RATE_LIMIT),
+            "write_rate": list(settings.WRITE_RATE_LIMIT),
+            "max_frame_bytes": settings.WEBSOCKET_MAX_FRAME_BYTES,
+            "max_upload_mb": settings.MAX_UPLOAD_MB,
+        },
+    }
     if ref is not None:
         frame["ref"] = ref
     return frame

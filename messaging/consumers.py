@@ -250,7 +250,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             return
         self._expire_at(expires)
         log.info("ws_connected", user_id=user.pk, path=self.scope.get("path"))
-        await self.send_frame(events.authenticated(user=events.user_brief(user), ref=ref))
+        await self.send_frame(self._authenticated(user, expires, ref))
         room_id = self.scope["url_route"]["kwargs"].get("room_id")
         if room_id is not None:
             try:
@@ -272,6 +272,14 @@ class ChatConsumer(AsyncWebsocketConsumer):
             task.add_done_callback(self._running.discard)
 
         return loop.call_later(delay, start)
+
+    def _authenticated(self, user: User, expires: int | None, ref) -> events.Authenticated:
+        return events.authenticated(
+            user=events.user_brief(user),
+            connection=self.socket_id,
+            expires_at=None if expires is None else int(expires),
+            ref=ref,
+        )
 
     def _expire_at(self, expires: int | None) -> None:
         """Close the socket when its access token expires (re-authenticating moves this)."""
@@ -371,7 +379,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             self.user = user
             self.scope["session_auth"] = None
             self._expire_at(expires)
-            await self.send_frame(events.authenticated(user=events.user_brief(user), ref=ref))
+            await self.send_frame(self._authenticated(user, expires, ref))
 
     async def on_join(self, frame: dict[str, Any], ref) -> None:
         room_id = frames.integer(frame, "room", minimum=1)

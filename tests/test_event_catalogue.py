@@ -254,7 +254,9 @@ def test_the_scan_sees_each_way_of_building_a_frame():
 def test_ref_is_absent_not_null_without_one_and_present_with_one():
     user = {"id": 1, "username": "alice", "display_name": "Alice"}
     built = {
-        "authenticated": lambda ref: events.authenticated(user=user, ref=ref),
+        "authenticated": lambda ref: events.authenticated(
+            user=user, connection="c0ffee", expires_at=None, ref=ref
+        ),
         "ack": lambda ref: events.ack(ref, room=3, pos=7),
         "error": lambda ref: events.error(NotFound("No such room."), ref),
         "pong": lambda ref: events.pong(ref),

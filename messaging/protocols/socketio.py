@@ -134,6 +134,7 @@ def payload(event: dict[str, Any], user: User | None = None) -> dict[str, Any]:
             "display_name": brief["display_name"],
             "is_guest": bool(user and user.is_guest),
             "is_bot": bool(user and user.is_bot),
+            **{k: event[k] for k in ("connection", "expires_at", "server", "limits")},
         }
     if kind in ("message", "message_updated"):
         data = event["message"]
