@@ -32,7 +32,7 @@ class _Counts(TypedDict):
 class MembershipInline(admin.TabularInline):
     model = Membership
     extra = 0
-    raw_id_fields = ["user"]
+    autocomplete_fields = ["user"]  # search by name, not a user id
     fields = ["user", "role", "joined_at", "last_read_pos"]
     readonly_fields = ["joined_at", "last_read_pos"]
 

@@ -179,6 +179,20 @@ def test_change_page_lists_the_memberships_inline(admin_client, user, other_user
     assert "stranger" not in response.content.decode()
 
 
+def test_members_are_added_by_searching_their_name_not_by_typing_an_id(admin_client, user):
+    room = make_room(owner=user, name="Searchable")
+    UserFactory(username="carol")
+
+    page = admin_client.get(change_url(room)).content.decode()
+    found = admin_client.get(
+        "/admin/autocomplete/",
+        {"term": "car", "app_label": "rooms", "model_name": "membership", "field_name": "user"},
+    )
+
+    assert "admin-autocomplete" in page and "vForeignKeyRawIdAdminField" not in page
+    assert [hit["text"] for hit in found.json()["results"]] == ["carol"]
+
+
 # ------------------------------------------------------------ add and change forms
 
 
