@@ -410,6 +410,8 @@ def test_announcement_action_first_shows_its_form(admin_client, broadcasts, comm
     assert "<li>Ann One</li>" in html and "<li>Ann Two</li>" in html
     assert 'name="content"' in html
     assert 'name="apply"' in html
+    assert "cancel-link" in html  # a way back without posting
+    assert "socket" not in html  # said for an operator, not a developer
     assert not response.context["form"].is_bound
     assert not Message.objects.exists()
     assert broadcasts == []
