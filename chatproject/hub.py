@@ -102,6 +102,20 @@ def encode(frame: Event) -> str:
     return json.dumps(frame, ensure_ascii=False, separators=(",", ":"))
 
 
+def _abandon(tasks: list[asyncio.Task[None]]) -> None:
+    """End the tasks of an event loop that is closed (a test's, when the next test's loop
+    binds the hub), here and quietly. Left alone, each would be destroyed at some later
+    garbage collection, anywhere, logging "Task was destroyed but it is pending" from a
+    finalizer; on Python 3.11.7 one such finalizer running inside `ast.parse` made it
+    fail ("AST constructor recursion depth mismatch") in an unrelated test."""
+    for task in tasks:
+        if task.done():
+            continue
+        task._log_destroy_pending = False  # type: ignore[attr-defined]  # asyncio's own flag
+        with contextlib.suppress(RuntimeError):  # its cleanup needs the closed loop
+            task.get_coro().close()
+
+
 class Hub:
     layer_lost = False  # the layer failed and has not been caught up with yet
 
@@ -136,6 +150,7 @@ class Hub:
         """Stop this loop's fan-out tasks (a test's end; a server process just exits)."""
         loop = asyncio.get_running_loop()
         tasks = [task for task in self._tasks if task.get_loop() is loop]
+        _abandon([task for task in self._tasks if task.get_loop().is_closed()])
         self._tasks, self._loop = [], None
         for task in tasks:
             task.cancel()
@@ -225,6 +240,8 @@ class Hub:
         if self._loop is not None and not self._loop.is_closed():
             for task in self._tasks:  # the old loop's tasks end with it, or now
                 self._loop.call_soon_threadsafe(task.cancel)
+        elif self._loop is not None:
+            _abandon(self._tasks)
         self._loop = loop
         self._groups: defaultdict[str, set[Socket]] = defaultdict(set)
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)

@@ -13,6 +13,7 @@ from rest_framework.test import APIClient
 from accounts.models import User
 from accounts.presence import presence
 from accounts.services import issue_tokens
+from chatproject.hub import hub
 from chatproject.throttle import counters
 from tests.factories import UserFactory
 from tests.live import RUN_ID, LiveServer, server_environment
@@ -39,6 +40,14 @@ def _isolated(settings) -> Iterator[None]:
     # Each test's event loop gets channel layers of its own: a layer keeps per-loop state
     # (channels-redis refuses receives from two loops), and a test's loop ends with it.
     channel_layers.backends.clear()
+
+
+@pytest_asyncio.fixture(autouse=True)
+async def _hub_stopped() -> AsyncIterator[None]:
+    yield
+    # A test's sockets started this process's fan-out tasks in the test's event loop:
+    # stop them while it runs (a loop that is gone leaves them to `hub._abandon`).
+    await hub.stop()
 
 
 @pytest.fixture
