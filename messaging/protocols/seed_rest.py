@@ -39,7 +39,7 @@ from accounts.views import client_address
 from chatproject.errors import Unauthenticated, ValidationFailed
 from messaging import stats
 from messaging.models import Message
-from messaging.protocols.simple import room_message, shown_name
+from messaging.protocols.seed_dialects import room_message, shown_name
 from messaging.selectors import history_page
 from messaging.serializers import message_data
 from rooms.models import Room

@@ -1,54 +1,33 @@
 """The simple endpoint `/ws` (no trailing slash): one room per socket, in the dialect of
-the seed server whose client connects (SPEC 9.4).
+the seed server whose client connects (SPEC 9.4). The dialects' frames are
+`messaging.protocols.seed_dialects`; this module serves them.
 
-- `/ws?roomId=N` (seed 003): identity from `Authorization: <token>` or `Bearer <token>`;
-  room N; the client sends `{"content"}`; the server sends
-  `{"type":"message","room_id","sender_id","username","content","ts"}` (ts in ms).
-- `/ws?username=Name` (seed 002): a guest (`accounts.guests`); General; the client sends
-  `{"type":"chat","content"}`; the server sends `{"type":"join"|"leave"|"chat"|"error",
-  "username","content","timestamp"}`.
-- `/ws` (seeds 000, 001): a token or the session, else a generated guest; General; the
-  client sends `{"type":2,"body"}` or plain text; the server sends `{"type":1|2,"body"}`
-  (1: system notices, 2: chat).
+- `/ws?roomId=N` (seed 003, `RoomDialect`): identity from `Authorization: <token>` or
+  `Bearer <token>`; room N.
+- `/ws?username=Name` (seed 002, `NicknameDialect`): a guest (`accounts.guests`); General.
+- `/ws` (seeds 000, 001, `BroadcastDialect`): a token or the session, else a generated
+  guest; General.
 
-This module parses and encodes only. Identity is the middleware's (plus seed 003's bare
-`Authorization: <token>`, checked by the same `user_for_access_token`), the room is
-entered with `rooms.services.enter_room`, posts go through `messaging.writer.group_commit`
-(so `messaging.posting.post_messages`, its access rule and CHAT_RATE_LIMIT), presence and
-MAX_SOCKETS_PER_USER through `messaging.sockets.local_sockets`, and events arrive from
-`chatproject.hub` as for the native consumer, whose session handling (expiry, revocation,
-deactivation, the drain, the clean-up on close) this consumer inherits.
-
-The frames of these dialects are the seeds' own, not the native catalogue's
-(`chatproject.events`): they are declared and built here, by `Dialect` subclasses, and
-their type values are named constants so that the catalogue's scan for native frames
-built elsewhere does not mistake seed 003's `"message"` or seed 002's `"error"` for one.
-Fields a seed does not define are added only to errors (`code`), which no seed defines.
+This module parses and encodes only (through the dialect). Identity is the middleware's
+(plus seed 003's bare `Authorization: <token>`, checked by the same
+`user_for_access_token`), the room is entered with `rooms.services.enter_room`, posts go
+through `messaging.writer.group_commit` (so `messaging.posting.post_messages`, its access
+rule and CHAT_RATE_LIMIT), presence and MAX_SOCKETS_PER_USER through
+`messaging.sockets.local_sockets`, and events arrive from `chatproject.hub` as for the
+native consumer, whose session handling (expiry, revocation, deactivation, the drain, the
+clean-up on close) this consumer inherits.
 """
 
-import json
 import time
 import uuid
-from datetime import UTC, datetime
-from typing import Any, Literal, TypedDict
+from typing import Any
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
-from django.utils import timezone
 
-from accounts.guests import (
-    GUEST_PREFIX,
-    GUESTS_OFF,
-    check_guest_post,
-    generated_name,
-    guest_for,
-    guests_allowed,
-    touch_guest,
-)
+from accounts.guests import GUESTS_OFF, check_guest_post, guests_allowed, touch_guest
 from accounts.models import User
-from accounts.tokens import user_for_access_token
-from chatproject import events
 from chatproject.broadcast import room_group, user_group
 from chatproject.errors import ChatError, NotFound, Unauthenticated, ValidationFailed
 from chatproject.hub import Frame, encode, hub
@@ -61,9 +40,18 @@ from messaging.consumers import (
     ChatConsumer,
     ServiceUnavailable,
     TooManySockets,
+    _authenticate,
     _signed_in_still,
 )
 from messaging.origins import header, origin_allowed
+from messaging.protocols.seed_dialects import (
+    BroadcastDialect,
+    Dialect,
+    NicknameDialect,
+    RoomDialect,
+    shown_name,
+)
+from messaging.protocols.seed_guests import generated_guest, guest_named
 from messaging.sockets import local_sockets
 from messaging.writer import group_commit
 from rooms.models import Room
@@ -74,228 +62,9 @@ log = get_logger(__name__)
 CLOSE_NOT_FOUND = 4404
 # Control events of the user's group that end the socket, handled as the native one does.
 _SESSION_EVENTS = frozenset(("user_deactivated", "credentials_revoked", "session_ended"))
-# How many generated guest names to try before giving up (a clash is one in 16 million).
-_NAME_ATTEMPTS = 3
-
-# The seeds' frame types (see the module's text for why they are constants).
-SEED3_MESSAGE: Literal["message"] = "message"
-SEED3_ERROR: Literal["error"] = "error"
-SEED2_JOIN: Literal["join"] = "join"
-SEED2_LEAVE: Literal["leave"] = "leave"
-SEED2_CHAT: Literal["chat"] = "chat"
-SEED2_ERROR: Literal["error"] = "error"
-SYSTEM_NOTICE: Literal[1] = 1  # seeds 000/001
-CHAT_MESSAGE: Literal[2] = 2
-
-
-class RoomMessage(TypedDict):
-    """Seed 003's message, on its socket and in `GET /api/messages`."""
-
-    type: Literal["message"]
-    room_id: int
-    sender_id: int | None
-    username: str
-    content: str
-    ts: int  # milliseconds since the epoch
-
-
-class RoomError(TypedDict):
-    type: Literal["error"]
-    code: str
-    message: str
-
-
-class NicknameFrame(TypedDict, total=False):
-    """Seed 002's frame (`code` on errors only)."""
-
-    type: Literal["join", "leave", "chat", "error"]
-    username: str
-    content: str
-    timestamp: str
-    code: str
-
-
-class BroadcastFrame(TypedDict, total=False):
-    """Seeds 000/001's frame: 1 a system notice, 2 a chat message (`code` on errors)."""
-
-    type: Literal[1, 2]
-    body: str
-    code: str
-
-
-def shown_name(user: events.UserBrief | dict[str, Any] | None) -> str:
-    """The name a seed client shows: the username, or a guest's nickname."""
-    if not user:
-        return ""
-    username = str(user.get("username") or "")
-    if username.startswith(GUEST_PREFIX):
-        return str(user.get("display_name") or username[len(GUEST_PREFIX) :])
-    return username
-
-
-def millis(iso: str) -> int:
-    return int(datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() * 1000)
-
-
-def _now_iso() -> str:
-    return timezone.now().astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def room_message(data: events.MessageData) -> RoomMessage:
-    sender = data["sender"]
-    return {
-        "type": SEED3_MESSAGE,
-        "room_id": data["room"],
-        "sender_id": sender["id"] if sender else None,
-        "username": shown_name(sender),
-        "content": data["content"],
-        "ts": millis(data["created_at"]),
-    }
-
-
-class Dialect:
-    """One seed's frames: what a client's frame posts, and what events look like."""
-
-    def content_of(self, text: str) -> str:
-        raise NotImplementedError
-
-    def chat(self, data: events.MessageData) -> dict[str, Any] | None:
-        raise NotImplementedError
-
-    def presence(self, name: str, *, joined: bool) -> dict[str, Any] | None:
-        return None
-
-    def error(self, exc: ChatError) -> dict[str, Any]:
-        raise NotImplementedError
-
-
-def _json_object(text: str) -> dict[str, Any]:
-    try:
-        frame = json.loads(text)
-    except ValueError:
-        raise ValidationFailed("Send a JSON object.") from None
-    if not isinstance(frame, dict):
-        raise ValidationFailed("Send a JSON object.")
-    return frame
-
-
-def _text_field(frame: dict[str, Any], name: str) -> str:
-    value = frame.get(name)
-    if not isinstance(value, str):
-        raise ValidationFailed(f"`{name}` must be a string.", fields={name: ["A string."]})
-    return value
-
-
-class RoomDialect(Dialect):
-    """Seed 003: `{"content"}` in, `{"type":"message",…}` out."""
-
-    def content_of(self, text: str) -> str:
-        return _text_field(_json_object(text), "content")
-
-    def chat(self, data: events.MessageData) -> dict[str, Any] | None:
-        return dict(room_message(data))
-
-    def error(self, exc: ChatError) -> dict[str, Any]:
-        frame: RoomError = {"type": SEED3_ERROR, "code": exc.code, "message": exc.message}
-        return dict(frame)
-
-
-class NicknameDialect(Dialect):
-    """Seed 002: `{"type":"chat","content"}` in; join, leave, chat and error out."""
-
-    def content_of(self, text: str) -> str:
-        frame = _json_object(text)
-        if frame.get("type", SEED2_CHAT) != SEED2_CHAT:
-            raise ValidationFailed("Send frames of type `chat`.", fields={"type": ["chat"]})
-        return _text_field(frame, "content")
-
-    def chat(self, data: events.MessageData) -> dict[str, Any] | None:
-        frame: NicknameFrame = {
-            "type": SEED2_CHAT,
-            "username": shown_name(data["sender"]),
-            "content": data["content"],
-            "timestamp": data["created_at"],
-        }
-        return dict(frame)
-
-    def presence(self, name: str, *, joined: bool) -> dict[str, Any] | None:
-        frame: NicknameFrame = {
-            "type": SEED2_JOIN if joined else SEED2_LEAVE,
-            "username": name,
-            "content": f"{name} {'joined' if joined else 'left'} the chat",
-            "timestamp": _now_iso(),
-        }
-        return dict(frame)
-
-    def error(self, exc: ChatError) -> dict[str, Any]:
-        frame: NicknameFrame = {
-            "type": SEED2_ERROR,
-            "username": "system",
-            "content": exc.message,
-            "timestamp": _now_iso(),
-            "code": exc.code,
-        }
-        return dict(frame)
-
-
-class BroadcastDialect(Dialect):
-    """Seeds 000/001: `{"type":2,"body"}` or plain text in; `{"type":1|2,"body"}` out."""
-
-    def content_of(self, text: str) -> str:
-        try:
-            frame = json.loads(text)
-        except ValueError:
-            return text  # plain text is a chat message
-        if isinstance(frame, str):
-            return frame
-        if not isinstance(frame, dict):
-            return text
-        if frame.get("type", CHAT_MESSAGE) != CHAT_MESSAGE:
-            raise ValidationFailed("Send chat messages as type 2.", fields={"type": ["2"]})
-        return _text_field(frame, "body")
-
-    def chat(self, data: events.MessageData) -> dict[str, Any] | None:
-        frame: BroadcastFrame = {"type": CHAT_MESSAGE, "body": data["content"]}
-        return dict(frame)
-
-    def presence(self, name: str, *, joined: bool) -> dict[str, Any] | None:
-        frame: BroadcastFrame = {
-            "type": SYSTEM_NOTICE,
-            "body": f"{name} {'joined' if joined else 'left'} the chat",
-        }
-        return dict(frame)
-
-    def error(self, exc: ChatError) -> dict[str, Any]:
-        frame: BroadcastFrame = {
-            "type": SYSTEM_NOTICE,
-            "body": f"Error: {exc.message}",
-            "code": exc.code,
-        }
-        return dict(frame)
 
 
 # Database work, in Channels' thread pool.
-
-
-@database_sync_to_async
-def _user_of_token(raw: str) -> tuple[User, int]:
-    return user_for_access_token(raw)
-
-
-@database_sync_to_async
-def _guest(name: str, address: str) -> User:
-    return guest_for(name=name, address=address)
-
-
-@database_sync_to_async
-def _generated_guest(address: str) -> User:
-    for attempt in range(_NAME_ATTEMPTS):
-        try:
-            return guest_for(name=generated_name(), address=address)
-        except ValidationFailed:  # the name was taken: another
-            if attempt == _NAME_ATTEMPTS - 1:
-                raise
-    raise AssertionError("unreachable")
 
 
 @database_sync_to_async
@@ -421,7 +190,7 @@ class SimpleConsumer(ChatConsumer):
             raise Unauthenticated(self.scope["auth_error"])
         authorization = (header(self.scope, b"authorization") or "").strip()
         if authorization and not authorization.lower().startswith("bearer "):
-            return await _user_of_token(authorization)
+            return await _authenticate(authorization)
         user = self.scope.get("user")
         if user is not None and user.is_authenticated:
             session = self.scope.get("session_auth")
@@ -431,8 +200,8 @@ class SimpleConsumer(ChatConsumer):
         if not guests_allowed():
             raise Unauthenticated(GUESTS_OFF)
         if nickname is not None:
-            return await _guest(nickname, self.address), None
-        return await _generated_guest(self.address), None
+            return await guest_named(nickname, self.address), None
+        return await generated_guest(self.address), None
 
     async def _begin(self, user: User, expires: int | None) -> bool:
         """Register the socket as the native one does (presence, MAX_SOCKETS_PER_USER, the

@@ -16,9 +16,10 @@ from engineio import packet as eio_packet
 from chatproject.errors import ChatError
 from chatproject.logs import get_logger
 from chatproject.transport import CLOSE_RESTARTING
+from messaging.consumers import _authenticate
 from messaging.middleware import session_user, token_from_scope
 from messaging.origins import header
-from messaging.protocols.socketio import SocketIOSession, token_user
+from messaging.protocols.socketio import SocketIOSession
 
 log = get_logger(__name__)
 
@@ -85,7 +86,7 @@ class ChatSocketIO(socketio.AsyncServer):
         token = token or token_from_scope(scope)
         try:
             if token is not None:
-                user, expires = await token_user(token)
+                user, expires = await _authenticate(token)
                 scope.update(user=user, token_exp=expires, auth_error=None, session_auth=None)
             else:
                 person, session = await session_user(header(scope, b"cookie"))
