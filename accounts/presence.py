@@ -5,8 +5,10 @@ A user is online while they hold at least one open socket on any process; a user
 structure: a set of socket entries per key (`user:7`, `room:3:user:7`), each with a
 deadline `PRESENCE_TTL` seconds (a setting, 45 by default) ahead that the socket's process
 renews. A process that dies without running `disconnect` stops counting within
-`PRESENCE_TTL`, and the sweep
-(`sweep`) reports those users as gone, once, whichever process runs it.
+`PRESENCE_TTL`, and the sweep (`sweep`) reports those users as gone, once, whichever
+process runs it. Every socket entry's deadline is also kept in one sorted set of
+deadlines, so the sweep reads only the entries that expired (`ZRANGEBYSCORE -inf now`):
+its cost follows the number of dead sockets, not the number online.
 
 Each key also belongs to an index (`online`, `room:3`) so that "who is online" and "who
 is in room 3" are answered without scanning. Transitions are atomic: several tabs of one
@@ -53,11 +55,23 @@ def room_key(room_id: int, user_id: int) -> tuple[str, str, int]:
     return f"room:{room_id}:user:{user_id}", f"room:{room_id}", user_id
 
 
+def key_named(name: str) -> tuple[str, str, int]:
+    """The (entry key, index, member) whose entry key is `name`: the inverse of
+    `user_key` and `room_key`."""
+    parts = name.split(":")
+    if len(parts) == 2 and parts[0] == "user":
+        return user_key(int(parts[1]))
+    if len(parts) == 4 and parts[0] == "room" and parts[2] == "user":
+        return room_key(int(parts[1]), int(parts[3]))
+    raise ValueError(f"not a presence entry key: {name!r}")
+
+
 class LocalPresence:
     def __init__(self, ttl: float) -> None:
         self.ttl = ttl
         self._entries: dict[str, dict[str, float]] = {}
         self._indexes: dict[str, set[int]] = {}
+        self._keys: dict[str, tuple[str, int]] = {}  # entry key -> (index, member)
         self._lock = threading.Lock()
 
     def _live(self, key: str, now: float) -> dict[str, float]:
@@ -75,6 +89,7 @@ class LocalPresence:
             entries = self._live(name, now)
             entries[socket_id] = now + self.ttl
             self._entries[name] = entries
+            self._keys[name] = (index, member)
             self._indexes.setdefault(index, set()).add(member)
             return len(entries)
 
@@ -87,6 +102,7 @@ class LocalPresence:
             if entries:
                 return False
             self._entries.pop(name, None)
+            self._keys.pop(name, None)
             members = self._indexes.get(index)
             if members is not None:
                 members.discard(member)
@@ -112,36 +128,72 @@ class LocalPresence:
         with self._lock:
             return [bool(self._live(name, now)) for name in names]
 
-    def sweep(self, index: str, key_of) -> list[int]:
-        """Members of `index` with no live socket left: removed and returned (once)."""
+    def sweep(self) -> list[tuple[str, int]]:
+        """(index, member) of every key whose last socket expired: removed and returned
+        (once). In one process no other process can die, so this walk is rare work."""
         now = time.monotonic()
+        gone = []
         with self._lock:
-            members = self._indexes.get(index, set())
-            gone = [m for m in members if not self._live(key_of(m), now)]
-            members.difference_update(gone)
+            for name, (index, member) in list(self._keys.items()):
+                if self._live(name, now):
+                    continue
+                del self._keys[name]
+                self._entries.pop(name, None)
+                members = self._indexes.get(index, set())
+                if member in members:
+                    members.discard(member)
+                    gone.append((index, member))
             return gone
 
     def claim_sweep(self, period: float) -> bool:
         """One process sweeps per period; in one process, that is this one."""
         return True
 
-    def indexes(self, prefix: str) -> list[str]:
-        with self._lock:
-            return [name for name, members in self._indexes.items() if name.startswith(prefix)]
-
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
             self._indexes.clear()
+            self._keys.clear()
+
+
+# Sweep a batch of expired (entry, socket) pairs, atomically. KEYS: the deadlines, then per
+# pair its entry key and its index; ARGV: now, then per pair its token and its member. A
+# pair renewed since it was read (score now ahead) is left alone; a key is reported when
+# its last socket went and this SREM removed the member: once, whoever else sweeps or exits.
+SWEEP = """
+local now = tonumber(ARGV[1])
+local gone = {}
+for i = 1, (#KEYS - 1) / 2 do
+  local entry, index = KEYS[2 * i], KEYS[2 * i + 1]
+  local token, member = ARGV[2 * i], ARGV[2 * i + 1]
+  local score = redis.call('ZSCORE', KEYS[1], token)
+  if score and tonumber(score) <= now then
+    redis.call('ZREM', KEYS[1], token)
+    redis.call('ZREMRANGEBYSCORE', entry, '-inf', now)
+    if redis.call('ZCARD', entry) == 0 and redis.call('SREM', index, member) == 1 then
+      gone[#gone + 1] = i
+    end
+  end
+end
+return gone
+"""
 
 
 class RedisPresence:
-    """Entries: a sorted set per key (socket id -> deadline). Indexes: a set per index."""
+    """Entries: a sorted set per key (socket id -> deadline). Indexes: a set per index.
+    Deadlines: one sorted set of every socket entry (`_token`: key and socket id ->
+    deadline), for the sweep. Entry keys carry no EXPIRE (a renewal is two commands per
+    entry, as before the deadlines): the sweep removes a dead socket from its key, and
+    Redis deletes a sorted set left empty."""
+
+    SWEEP_BATCH = 1000  # expired entries per sweep script
 
     def __init__(self, url: str, prefix: str, ttl: float) -> None:
         self.ttl = ttl
         self._redis = connect(url)
         self._prefix = f"{prefix}:presence"
+        self._deadlines = self._k("deadlines")
+        self._sweep = self._redis.register_script(SWEEP)
 
     def _k(self, name: str) -> str:
         return f"{self._prefix}:{name}"
@@ -153,8 +205,8 @@ class RedisPresence:
         pipe.zremrangebyscore(self._k(name), "-inf", now)
         pipe.zadd(self._k(name), {socket_id: now + self.ttl})
         pipe.zcard(self._k(name))
-        pipe.expire(self._k(name), int(self.ttl) + 5)
         pipe.sadd(self._k(f"index:{index}"), member)
+        pipe.zadd(self._deadlines, {_token(name, socket_id): now + self.ttl})
         _, _, count, _, _ = pipe.execute()
         return count
 
@@ -164,7 +216,8 @@ class RedisPresence:
         pipe.zrem(self._k(name), socket_id)
         pipe.zremrangebyscore(self._k(name), "-inf", time.time())
         pipe.zcard(self._k(name))
-        removed, _, left = pipe.execute()
+        pipe.zrem(self._deadlines, _token(name, socket_id))
+        removed, _, left, _ = pipe.execute()
         if left:
             return False
         # Only the process whose SREM removed the member reports the transition.
@@ -174,8 +227,10 @@ class RedisPresence:
         deadline = time.time() + self.ttl
         pipe = self._redis.pipeline(transaction=False)
         for name, socket_id in entries:
+            # The deadline first: a sweep between the two commands then sees it renewed.
+            # XX: an entry already swept (or exited) is not brought back.
+            pipe.zadd(self._deadlines, {_token(name, socket_id): deadline}, xx=True)
             pipe.zadd(self._k(name), {socket_id: deadline}, xx=True)
-            pipe.expire(self._k(name), int(self.ttl) + 5)
         pipe.execute()
 
     def live(self, names: list[str]) -> list[bool]:
@@ -192,31 +247,50 @@ class RedisPresence:
         alive = self.live([key_of(m) for m in candidates])
         return {m for m, ok in zip(candidates, alive, strict=True) if ok}
 
-    def sweep(self, index: str, key_of) -> list[int]:
-        candidates = [int(m) for m in self._redis.smembers(self._k(f"index:{index}"))]
-        alive = self.live([key_of(m) for m in candidates])
-        gone = []
-        for member, ok in zip(candidates, alive, strict=True):
-            if not ok and self._redis.srem(self._k(f"index:{index}"), member):
-                gone.append(member)
-        return gone
+    def sweep(self) -> list[tuple[str, int]]:
+        """(index, member) of every key whose last socket expired: removed and returned
+        (once). Reads only the expired deadlines, a batch at a time: the cost follows the
+        sockets that died, not the sockets online."""
+        now = time.time()
+        gone: list[tuple[str, int]] = []
+        while True:
+            tokens: list[bytes] = self._redis.zrangebyscore(  # type: ignore[assignment]
+                self._deadlines, "-inf", now, start=0, num=self.SWEEP_BATCH
+            )
+            if not tokens:
+                return gone
+            keys: list[str] = [self._deadlines]
+            args: list[float | bytes | int] = [now]
+            pairs: list[tuple[str, int]] = []
+            for token in tokens:
+                name = token.decode().split("\n", 1)[0]
+                try:
+                    _, index, member = key_named(name)
+                except ValueError:  # not ours: drop it, or it would be read every sweep
+                    self._redis.zrem(self._deadlines, token)
+                    continue
+                keys += [self._k(name), self._k(f"index:{index}")]
+                args += [token, member]
+                pairs.append((index, member))
+            if pairs:
+                gone.extend(pairs[i - 1] for i in self._sweep(keys=keys, args=args))
+            if len(tokens) < self.SWEEP_BATCH:
+                return gone
 
     def claim_sweep(self, period: float) -> bool:
-        """True for the one process that sweeps in this period: a sweep reads every
-        index, so N processes sweeping would cost Redis N times for nothing."""
+        """True for the one process that sweeps in this period: N processes sweeping
+        would cost Redis N times for nothing."""
         return bool(self._redis.set(self._k("sweeper"), "1", nx=True, px=int(period * 1000)))
-
-    def indexes(self, prefix: str) -> list[str]:
-        start = len(self._k("index:"))
-        return [
-            key.decode()[start:]
-            for key in self._redis.scan_iter(self._k(f"index:{prefix}*"), count=500)
-        ]
 
     def clear(self) -> None:
         keys = list(self._redis.scan_iter(f"{self._prefix}:*"))
         if keys:
             self._redis.delete(*keys)
+
+
+def _token(name: str, socket_id: str) -> str:
+    """A socket entry's member in the sorted set of deadlines."""
+    return f"{name}\n{socket_id}"
 
 
 @cache

@@ -267,12 +267,9 @@ async def sweep() -> None:
     one process per heartbeat period does it."""
     if not await _store("claim_sweep", settings.PRESENCE_TTL / 3 * 0.9):
         return
-    gone = await _store("sweep", ONLINE, lambda uid: user_key(uid)[0])
-    left: list[tuple[int, int]] = []
-    for index in await _store("indexes", "room:"):
-        room_id = int(index.split(":")[1])
-        swept = await _store("sweep", index, lambda uid, r=room_id: room_key(r, uid)[0])
-        left.extend((room_id, user_id) for user_id in swept)
+    swept = await _store("sweep")  # (index, user id): only what expired is read
+    gone = [user_id for index, user_id in swept if index == ONLINE]
+    left = [(int(index.split(":")[1]), user_id) for index, user_id in swept if index != ONLINE]
     if not gone and not left:
         return
     briefs = await database_sync_to_async(user_briefs)({*gone, *(u for _, u in left)})
