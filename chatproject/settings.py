@@ -358,6 +358,9 @@ SHUTDOWN_TIMEOUT = env.float("SHUTDOWN_TIMEOUT", default=10.0)
 WEBSOCKET_MAX_FRAME_BYTES = 64 * 1024
 # Bytes the server holds for one socket whose client does not read; beyond: closed, 4408.
 WEBSOCKET_SEND_BUFFER = env.int("WEBSOCKET_SEND_BUFFER", default=1024 * 1024)
+# Accept a client's permessage-deflate offer (RFC 7692; browsers make one): frames the
+# fan-out sends are compressed once per event for all such sockets (transport/deflate.py).
+WEBSOCKET_COMPRESSION = env.bool("WEBSOCKET_COMPRESSION", default=True)
 # Seconds an unauthenticated socket may wait for its `authenticate` frame.
 WEBSOCKET_AUTH_TIMEOUT = env.float("WEBSOCKET_AUTH_TIMEOUT", default=10.0)
 GENERAL_ROOM_NAME = "General"

@@ -12,12 +12,14 @@ import ipaddress
 import subprocess
 import sys
 import textwrap
+import zlib
 from pathlib import Path
 
 import pytest
 
 import chatproject.transport
-from chatproject.transport import access_log, internals
+from chatproject.hub import Frame
+from chatproject.transport import access_log, deflate, internals
 from chatproject.transport.proxies import apply_forwarded, forwarded_client, parse_address
 from tests.live import ROOT, server_environment
 
@@ -126,6 +128,25 @@ exec(compile(source, "<reshaped>", "exec"), namespace)
 daphne.http_protocol.WebRequest.process = namespace["process"]
 """
 
+RESHAPED_DEFLATE_ACCEPT = """
+from autobahn.websocket import compress_deflate
+init = compress_deflate.PerMessageDeflateOfferAccept.__init__
+def reshaped(self, offer, request_no_context_takeover=False, request_max_window_bits=0,
+             no_context_takeover=None, window_bits=None, mem_level=None):
+    init(self, offer, request_no_context_takeover, request_max_window_bits,
+         no_context_takeover, window_bits, mem_level)
+compress_deflate.PerMessageDeflateOfferAccept.__init__ = reshaped
+"""
+
+RENAMED_DEFLATE_WINDOW = """
+from autobahn.websocket import compress_deflate
+init = compress_deflate.PerMessageDeflate.__init__
+def renamed(self, *args, **kwargs):
+    init(self, *args, **kwargs)
+    self.server_window_bits = self.__dict__.pop("server_max_window_bits")
+compress_deflate.PerMessageDeflate.__init__ = renamed
+"""
+
 
 @pytest.mark.parametrize(
     ("patch", "dependency", "distribution", "problem"),
@@ -147,7 +168,7 @@ daphne.http_protocol.WebRequest.process = namespace["process"]
             "autobahn",
             "autobahn",
             "changed autobahn.websocket.protocol.WebSocketServerFactory.setProtocolOptions "
-            "(it takes no keyword argument closeHandshakeTimeout)",
+            "(it takes no keyword argument closeHandshakeTimeout, perMessageCompressionAccept)",
         ),
         (
             NO_ASYNCIO_LOOP,
@@ -181,6 +202,19 @@ daphne.http_protocol.WebRequest.process = namespace["process"]
             "daphne",
             "has no daphne.http_protocol.WebRequest.client_addr",
         ),
+        (
+            RESHAPED_DEFLATE_ACCEPT,
+            "autobahn",
+            "autobahn",
+            "changed autobahn.websocket.compress_deflate.PerMessageDeflateOfferAccept.__init__ "
+            "(it takes no keyword argument max_message_size)",
+        ),
+        (
+            RENAMED_DEFLATE_WINDOW,
+            "autobahn",
+            "autobahn",
+            "has no autobahn.websocket.compress_deflate.PerMessageDeflate.server_max_window_bits",
+        ),
     ],
     ids=[
         "twisted-attribute",
@@ -192,6 +226,8 @@ daphne.http_protocol.WebRequest.process = namespace["process"]
         "twisted-http-hook",
         "twisted-http-signature",
         "daphne-request",
+        "autobahn-deflate-signature",
+        "autobahn-deflate-attribute",
     ],
 )
 def test_serve_refuses_to_start_when_a_private_name_is_gone_or_changed(
@@ -428,3 +464,43 @@ def test_addresses_are_parsed_strictly():
     assert str(parse_address(" ::ffff:10.1.2.3 ")) == "10.1.2.3"
     peer = ipaddress.ip_address("127.0.0.1")
     assert str(forwarded_client(peer, [], TRUSTED)) == "127.0.0.1"
+
+
+# ------------------------------------------------------------- permessage-deflate
+
+
+def inflate(frame: bytes, window_bits: int = 15) -> bytes:
+    """A compressed server frame's message, inflated alone (RFC 7692 7.2.2)."""
+    assert frame[0] == 0xC1  # FIN, RSV1, text
+    length, start = frame[1], 2
+    if length == 126:
+        length, start = int.from_bytes(frame[2:4], "big"), 4
+    elif length == 127:
+        length, start = int.from_bytes(frame[2:10], "big"), 10
+    assert len(frame) - start == length
+    inflater = zlib.decompressobj(-window_bits)
+    return inflater.decompress(frame[start:] + b"\x00\x00\xff\xff")
+
+
+@pytest.mark.parametrize("size", [300, 5_000, 700_000])  # the three header lengths
+def test_a_deflated_frame_inflates_to_the_message_with_the_window_it_names(size):
+    text = ('{"type":"message","content":"' + "see you at the standup " * size)[:size] + '"}'
+    frame = deflate.deflated(Frame(text).wire, 9)
+    assert len(frame) < len(text) // 2
+    # Compressed with a 512-byte window: a client held to 9 bits reads it.
+    assert inflate(frame, 9) == text.encode()
+
+
+def test_one_event_is_compressed_once_for_every_socket_with_the_same_window():
+    text = '{"type":"message","content":"' + "hello there " * 40 + '"}'
+    wire = Frame(text).wire
+    first = deflate.deflated(wire, 11)
+    assert deflate.deflated(wire, 11) is first  # the next socket: no second compression
+    assert deflate.deflated(Frame(text).wire, 11) is not first  # another event, same text
+    assert deflate.deflated(wire, 9) is not first  # a client that asked for a smaller window
+    assert inflate(deflate.deflated(wire, 9)) == inflate(first)
+
+
+def test_a_frame_compression_would_not_shrink_is_sent_plain():
+    wire = Frame('{"type":"ack"}').wire
+    assert deflate.deflated(wire, 11) is wire  # RSV1 clear: a valid uncompressed message

@@ -28,7 +28,17 @@ autobahn (autobahn.websocket.protocol; protocol.py, server.py)
   WebSocketProtocol._perMessageCompress                   compressed sockets are framed apart
   WebSocketProtocol.STATE_OPEN, WebSocketProtocol.STATE_CLOSED
   WebSocketProtocol.dropConnection(abort)                 a slow client's buffer is freed
-  WebSocketServerFactory.setProtocolOptions(failByDrop, closeHandshakeTimeout)
+  WebSocketServerFactory.setProtocolOptions(failByDrop, closeHandshakeTimeout,
+      perMessageCompressionAccept)                        permessage-deflate (deflate.py)
+autobahn (autobahn.websocket.compress_deflate; deflate.py, protocol.py)
+  PerMessageDeflateOfferAccept.__init__(offer, request_no_context_takeover,
+      request_max_window_bits, no_context_takeover, window_bits, mem_level,
+      max_message_size)                                   the parameters accepted
+  PerMessageDeflateOffer.accept_no_context_takeover  \
+  PerMessageDeflateOffer.accept_max_window_bits       > what the client's offer allows
+  PerMessageDeflateOffer.request_max_window_bits     /
+  PerMessageDeflate.server_no_context_takeover   send_wire shares a compressed frame only then
+  PerMessageDeflate.server_max_window_bits       and compresses it with this window
 Daphne (daphne.server, daphne.http_protocol, daphne.ws_protocol; server.py, drain.py, edge.py)
   daphne.server.Server.create_application(protocol, scope)   overridden by a copy of 4.2's
   daphne.server.Server.connections      {protocol: {"application_instance", "disconnected"}}
@@ -52,7 +62,8 @@ Channels (channels.consumer; overridden or read by messaging.consumers.ChatConsu
 Modules: `state` (draining flag, close codes: no Daphne or Twisted import), `internals`
 (the check), `buffers` (Twisted's write buffer), `protocol` (the WebSocket protocol),
 `inbox` (the application input queue), `server` (Daphne's server, run, heap tuning),
-`drain` (the graceful stop), `access_log` (Daphne's action logger), `edge` (the HTTP
+`drain` (the graceful stop), `deflate` (permessage-deflate: the accept, frames compressed
+once per event), `access_log` (Daphne's action logger), `edge` (the HTTP
 channel: body limit, head deadline, pending connections per address), `proxies` (the
 client and scheme from trusted proxies' `X-Forwarded-*`; no Daphne or Twisted import).
 

@@ -257,12 +257,22 @@ def _handler_names() -> None:
         raise Changed(f"'websocket.receive' is now handled by {name!r}")
 
 
+def _deflate() -> Any:
+    """A server's permessage-deflate as autobahn builds it from an accepted offer."""
+    offer = resolve(f"{DEFLATE}.PerMessageDeflateOffer")()
+    accept = resolve(f"{DEFLATE}.PerMessageDeflateOfferAccept")(
+        offer, no_context_takeover=True, window_bits=11, mem_level=4
+    )
+    return resolve(f"{DEFLATE}.PerMessageDeflate").create_from_offer_accept(True, accept)
+
+
 # ------------------------------------------------------------------ the list
 
 FD = "twisted.internet.abstract.FileDescriptor"
 TCP = "twisted.internet.tcp"
 WSP = "autobahn.websocket.protocol.WebSocketProtocol"
 WSF = "autobahn.websocket.protocol.WebSocketServerFactory"
+DEFLATE = "autobahn.websocket.compress_deflate"
 SERVER = "daphne.server.Server"
 DAPHNE_WS = "daphne.ws_protocol.WebSocketProtocol"
 DAPHNE_REQUEST = "daphne.http_protocol.WebRequest"
@@ -302,7 +312,59 @@ REQUIREMENTS = [
     class_attribute("autobahn", f"{WSP}.STATE_CLOSED", int),
     method("autobahn", f"{WSP}.dropConnection", keywords=("abort",)),
     method(
-        "autobahn", f"{WSF}.setProtocolOptions", keywords=("failByDrop", "closeHandshakeTimeout")
+        "autobahn",
+        f"{WSF}.setProtocolOptions",
+        keywords=("failByDrop", "closeHandshakeTimeout", "perMessageCompressionAccept"),
+    ),
+    # autobahn: permessage-deflate (deflate.py): the accept, and what send_wire reads of
+    # the negotiated extension to compress a frame once for many sockets.
+    method(
+        "autobahn",
+        f"{DEFLATE}.PerMessageDeflateOfferAccept.__init__",
+        positional=("offer",),
+        keywords=(
+            "request_no_context_takeover",
+            "request_max_window_bits",
+            "no_context_takeover",
+            "window_bits",
+            "mem_level",
+            "max_message_size",
+        ),
+    ),
+    instance_attribute(
+        "autobahn",
+        f"{DEFLATE}.PerMessageDeflateOffer",
+        "accept_no_context_takeover",
+        bool,
+        build=lambda: resolve(f"{DEFLATE}.PerMessageDeflateOffer")(),
+    ),
+    instance_attribute(
+        "autobahn",
+        f"{DEFLATE}.PerMessageDeflateOffer",
+        "accept_max_window_bits",
+        bool,
+        build=lambda: resolve(f"{DEFLATE}.PerMessageDeflateOffer")(),
+    ),
+    instance_attribute(
+        "autobahn",
+        f"{DEFLATE}.PerMessageDeflateOffer",
+        "request_max_window_bits",
+        int,
+        build=lambda: resolve(f"{DEFLATE}.PerMessageDeflateOffer")(),
+    ),
+    instance_attribute(
+        "autobahn",
+        f"{DEFLATE}.PerMessageDeflate",
+        "server_no_context_takeover",
+        bool,
+        build=_deflate,
+    ),
+    instance_attribute(
+        "autobahn",
+        f"{DEFLATE}.PerMessageDeflate",
+        "server_max_window_bits",
+        int,
+        build=_deflate,
     ),
     # Daphne: what the copied create_application, the ready callable and the drain use.
     method("Daphne", f"{SERVER}.create_application", positional=("protocol", "scope")),

@@ -2,7 +2,8 @@
 frames the fan-out framed once, and the close codes 1012 and 1013.
 
 Imported only by `server` (after `internals.check_dependencies`): it subclasses Daphne's
-protocol and reads autobahn's private `sendCloseFrame`, `_perMessageCompress` and states.
+protocol and reads autobahn's private `sendCloseFrame`, `_perMessageCompress` (and the
+negotiated `server_no_context_takeover`, `server_max_window_bits` of its deflate) and states.
 """
 
 from typing import Any
@@ -14,6 +15,7 @@ from chatproject import metrics
 
 from .access_log import access_log
 from .buffers import pending_bytes, write_now
+from .deflate import deflated
 from .state import CLOSE_RESTARTING, CLOSE_TOO_SLOW, CLOSE_TRY_AGAIN
 
 # Seconds a client closed for being too slow gets to answer the close frame before its
@@ -44,12 +46,18 @@ class ChatWebSocketProtocol(WebSocketProtocol):
 
     def send_wire(self, wire: bytes, text: str) -> None:
         """Write a text frame the fan-out framed once for all its sockets (the
-        `chat.send_wire` scope extension), past ASGI, Daphne and autobahn's framing."""
+        `chat.send_wire` scope extension), past ASGI, Daphne and autobahn's framing;
+        compressed (once for all sockets with the same window) where permessage-deflate
+        was negotiated."""
         if self.too_slow or self.state != self.STATE_OPEN:
             return
-        if self._perMessageCompress is not None:  # compression: framed per socket
-            self.serverSend(text)
-            return
+        compression = self._perMessageCompress
+        if compression is not None:
+            if not compression.server_no_context_takeover:  # never, as `deflate` accepts
+                self.serverSend(text)  # compressed per socket, in autobahn's context
+                return
+            # Compressed once per event for every socket with this window (`deflate`).
+            wire = deflated(wire, compression.server_max_window_bits)
         rest = write_now(self.transport, wire)
         if rest and not self._over_limit():
             self.transport.write(rest)

@@ -11,6 +11,7 @@ from functools import partial
 from types import FrameType
 from typing import Any
 
+from autobahn.websocket.compress_deflate import PerMessageDeflateOffer, PerMessageDeflateOfferAccept
 from channels.routing import get_default_application
 from daphne.endpoints import build_endpoint_description_strings
 from daphne.server import Server  # before Twisted's reactor: it installs the asyncio one
@@ -21,6 +22,7 @@ from chatproject import metrics
 
 from . import ListenFailed
 from .access_log import access_log, log_action
+from .deflate import accept_deflate
 from .drain import begin_drain
 from .edge import ChatHTTPFactory, EdgeLimits
 from .inbox import Inbox
@@ -103,6 +105,11 @@ def settle_the_heap() -> None:
     metrics.time_full_collections()
 
 
+def refuse_compression(offers: Any) -> None:
+    """No extension: every offer is declined (WEBSOCKET_COMPRESSION off)."""
+    return None
+
+
 def run(*, host: str, port: int, proxy_headers: bool) -> None:
     """Serve until drained; raise ListenFailed if the endpoint cannot be bound."""
     application = get_default_application()
@@ -112,8 +119,21 @@ def run(*, host: str, port: int, proxy_headers: bool) -> None:
         # dropping TCP unless told otherwise; clients are promised a close code (1009).
         # Autobahn waits 1 s for a client to answer our close frame; mobile clients
         # on a slow link need longer, and a drain should not cut them off that soon.
+        # permessage-deflate for clients that offer it (WEBSOCKET_COMPRESSION), without
+        # server context takeover so that a frame is compressed once per event (`deflate`).
+        accept = (
+            accept_deflate(
+                PerMessageDeflateOffer,
+                PerMessageDeflateOfferAccept,
+                max_message_size=settings.WEBSOCKET_MAX_FRAME_BYTES,
+            )
+            if settings.WEBSOCKET_COMPRESSION
+            else refuse_compression
+        )
         server.ws_factory.setProtocolOptions(
-            failByDrop=False, closeHandshakeTimeout=CLOSE_HANDSHAKE_TIMEOUT
+            failByDrop=False,
+            closeHandshakeTimeout=CLOSE_HANDSHAKE_TIMEOUT,
+            perMessageCompressionAccept=accept,
         )
         server.ws_factory.protocol = ChatWebSocketProtocol
         # Under --proxy-headers, the proxies whose X-Forwarded-* are believed; else None.
