@@ -248,12 +248,64 @@ def redis2_tables(name: str, r: dict[str, Any]) -> list[Table]:
     return [(title, header, rows)]
 
 
+def socketio_tables(name: str, r: dict[str, Any]) -> list[Table]:
+    found: list[Table] = []
+    f = r["fanout"]
+    if "error" in f:
+        found.append((f"{name}: fan-out", ["result"], [[_errors(f)]]))
+    else:
+        header = ["clients", "members", "received", "lost", "p50 ms", "p95 ms", "p99 ms", "max ms"]
+        rows = [
+            [
+                kind,
+                str(g["members"]),
+                f"{g['received']:,} of {g['members'] * f['sent']:,}",
+                str(g["lost"]),
+                _ms(g["p50"]),
+                _ms(g["p95"]),
+                _ms(g["p99"]),
+                _ms(g["max"]),
+            ]
+            for kind, g in f["groups"].items()
+        ]
+        title = (
+            f"{name}: native and Socket.IO ({f['transport']}) members in one room, a native "
+            f"sender at {f['rate']:g} msg/s (sent {f['sent']}, acked {f['acks']}); server CPU "
+            f"{_cpus(f['server_cpu'])}, "
+            f"generator {_gen(f['generator_cpu'], f['generator_bound'])}; "
+            f"verdict: {f['verdict']}"
+        )
+        found.append((title, header, rows))
+    i = r["idle"]
+    if "error" in i:
+        found.append((f"{name}: idle", ["result"], [[_errors(i)]]))
+    else:
+        header = ["clients", "idle connections", "open at end", "RSS growth MB", "KiB each"]
+        rows = [
+            [
+                kind,
+                str(k["connections"]),
+                k["open_at_end"],
+                f"{k['rss_growth_mb']:.1f}",
+                f"{k['kib_per_connection']:.1f}",
+            ]
+            for kind, k in i["kinds"].items()
+        ]
+        title = (
+            f"{name}: server memory per idle connection ({i['order']}; "
+            f"RSS before {i['rss_before_mb']:.1f} MB)"
+        )
+        found.append((title, header, rows))
+    return found
+
+
 RENDERERS: dict[str, Callable[[str, dict[str, Any]], list[Table]]] = {
     "fanout100": fanout_tables,
     "fanout1000": fanout_tables,
     "idle": idle_tables,
     "write": write_tables,
     "redis2": redis2_tables,
+    "socketio": socketio_tables,
 }
 
 

@@ -1,4 +1,5 @@
-"""The scenarios: fan-out sweeps, idle sockets, concurrent writes, two processes on Redis.
+"""The scenarios: fan-out sweeps, idle sockets, concurrent writes, two processes on Redis,
+Socket.IO clients beside native ones (its own module, `scenario_socketio.py`).
 
 Each scenario says how many users and which rooms it needs (`Scenario.users`,
 `Scenario.rooms`), so one seeding pass prepares the whole run, and each starts the server
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import scenario_socketio
 from fanout import GENERATOR_BOUND, MARKER, Member, Sender, measure_step, settle, sweep
 from servers import (
     BENCH,
@@ -422,5 +424,9 @@ SCENARIOS: dict[str, Scenario] = {
         users=lambda c: c.redis_members,
         rooms=lambda c, first: {"redis2": _span(first, c.redis_members)},
         run=redis2,
+    ),
+    # Socket.IO clients beside native ones (bench/scenario_socketio.py).
+    "socketio": Scenario(
+        users=scenario_socketio.users, rooms=scenario_socketio.rooms, run=scenario_socketio.run
     ),
 }

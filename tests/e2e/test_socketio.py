@@ -1,15 +1,13 @@
 """Socket.IO clients (SPEC 9.1) against real servers, written from the seed README (004).
 
 The real socket.io-client v4 from npm, driven by Node (`tests/js/driver.mjs`, installed
-by `npm ci --prefix tests/js`), and python-socketio's client over long-polling (its
-asyncio client and its WebSocket transport need aiohttp / websocket-client, which the
-lock does not hold), beside native WebSocket clients of the same server.
+by `npm ci --prefix tests/js`), and python-socketio's `AsyncClient` (aiohttp; over the
+WebSocket transport, and polling only), beside native WebSocket clients of the same server.
 """
 
 import asyncio
 import contextlib
 import json
-import queue
 import shutil
 import subprocess
 import sys
@@ -313,60 +311,210 @@ async def test_a_polling_only_client_works_and_the_upgrade_is_optional(chat_serv
 
 
 class PythonClient:
-    """python-socketio's (synchronous) client over long-polling, in a thread."""
+    """python-socketio's `AsyncClient`: every event it receives, kept in arrival order."""
 
     def __init__(self) -> None:
-        self.client = socketio.Client(reconnection=False)
-        self.events: queue.Queue[tuple[str, Any]] = queue.Queue()
-        self.client.on("*", lambda event, data=None: self.events.put((event, data)))
+        self.sio = socketio.AsyncClient(reconnection=False)
+        self.queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        self.unread: list[tuple[str, Any]] = []
+        self.disconnected = asyncio.Event()
+        self.sio.on("*", self._on_event)
+        self.sio.on("disconnect", self._on_disconnect)
 
-    async def connect(self, url: str, token: str) -> None:
-        await asyncio.to_thread(
-            self.client.connect,
+    async def _on_event(self, event: str, data: Any = None) -> None:
+        await self.queue.put((event, data))
+
+    async def _on_disconnect(self, *reason: Any) -> None:
+        self.disconnected.set()
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def connected(
+        cls, url: str, token: str | None, transports: tuple[str, ...] = ("websocket",)
+    ) -> AsyncIterator["PythonClient"]:
+        client = cls()
+        await client.sio.connect(
             url,
-            auth={"token": token},
-            transports=["polling"],
+            auth={"token": token} if token is not None else None,
+            transports=list(transports),
             wait_timeout=WAIT,
         )
+        try:
+            yield client
+        finally:
+            await client.sio.disconnect()
 
     async def call(self, event: str, data: Any) -> Any:
-        return await asyncio.to_thread(self.client.call, event, data, timeout=WAIT)
+        """Emit with an acknowledgement and wait for it (`AsyncClient.call`)."""
+        return await self.sio.call(event, data, timeout=WAIT)
+
+    async def emit_with_callback(self, event: str, data: Any) -> Any:
+        """Emit with a `callback=` (the seed README's form); what the callback received."""
+        answered: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+        def callback(*args: Any) -> None:
+            answered.set_result(args[0] if len(args) == 1 else args)
+
+        await self.sio.emit(event, data, callback=callback)
+        return await asyncio.wait_for(answered, WAIT)
 
     async def event(self, name: str, where: Callable[[Any], bool] = lambda d: True) -> Any:
+        """The first event `name` (whose data satisfies `where`), skipping and keeping others."""
+        for found in self.unread:
+            if found[0] == name and where(found[1]):
+                self.unread.remove(found)
+                return found[1]
         loop = asyncio.get_running_loop()
         deadline = loop.time() + WAIT
-        while loop.time() < deadline:
+        while (left := deadline - loop.time()) > 0:
             try:
-                event, data = await asyncio.to_thread(self.events.get, True, 1.0)
-            except queue.Empty:
-                continue
+                event, data = await asyncio.wait_for(self.queue.get(), left)
+            except TimeoutError:
+                break
             if event == name and where(data):
                 return data
-        raise TimeoutError(f"no {name} event")
-
-    async def close(self) -> None:
-        await asyncio.to_thread(self.client.disconnect)
+            self.unread.append((event, data))
+        raise TimeoutError(f"no {name} event within {WAIT}s; unread: {self.unread}")
 
 
 @pytest.mark.asyncio
-async def test_python_socketio_client_and_a_native_client_see_each_other(chat_server, two):
-    (me, token), (_, native_token) = two
-    client = PythonClient()
-    await client.connect(chat_server.url, token)
-    try:
-        assert (await client.event("authenticated"))["user_id"] == me.pk
-        room_id = (await client.call("join", {"room_id": room_name()}))["room"]
-        async with native(chat_server, native_token) as ws:
-            await ws.request({"type": "join", "room": room_id})
+async def test_python_asyncclient_joins_by_name_and_talks_with_a_native_client(chat_server, two):
+    (me, token), (bob, bob_token) = two
+    name = room_name()
+    async with PythonClient.connected(chat_server.url, token) as client:
+        assert client.sio.transport() == "websocket"
+        authenticated = await client.event("authenticated")
+        assert (authenticated["user_id"], authenticated["username"]) == (me.pk, me.username)
+
+        joined = await client.call("join", {"room_id": name})  # a new name: a new room
+        room_id = joined["room"]
+        assert joined == {"room": room_id, "pos": 0}
+        users = await client.event("room_users")
+        assert users["room_id"] == room_id and users["users"] == [me.pk]
+        again = await client.call("join", {"room_id": name})  # the name finds that room
+        assert again["room"] == room_id
+
+        async with native(chat_server, bob_token) as ws:
+            assert (await ws.request({"type": "join", "room": room_id}))["type"] == "ack"
+            arrived = await client.event("user_joined", lambda d: d["user_id"] == bob.pk)
+            assert {k: arrived[k] for k in ("room_id", "user_id", "username")} == {
+                "room_id": room_id,
+                "user_id": bob.pk,
+                "username": bob.username,
+            }
+            # Native to Socket.IO: the seed's full message object.
             await ws.request({"type": "message", "room": room_id, "content": "to python"})
             seen = await client.event("message", lambda d: d["content"] == "to python")
-            assert seen["room_id"] == room_id
-            ack = await client.call("message", {"room_id": room_id, "content": "from python"})
-            assert ack["message"]["content"] == "from python"
-            arrived = await ws.recv_until("message", room=room_id, pos=ack["message"]["pos"])
-            assert arrived["message"]["content"] == "from python"
-    finally:
-        await client.close()
+            assert seen["room_id"] == room_id and seen["user_id"] == bob.pk
+            assert seen["username"] == bob.username and seen["type"] == "text"
+            assert seen["timestamp"] and seen["id"] and seen["pos"] >= 1
+            # Socket.IO to native, acknowledged (`call`) with what the native ack carries.
+            ack = await client.call(
+                "message",
+                {"room_id": name, "content": "from python", "title": "T", "payload": {"k": 1}},
+            )
+            assert ack["room"] == room_id and ack["message"]["content"] == "from python"
+            assert ack["message"]["sender"]["id"] == me.pk
+            got = await ws.recv_until("message", room=room_id, pos=ack["message"]["pos"])
+            assert got["message"]["content"] == "from python"
+            assert (got["message"]["title"], got["message"]["payload"]) == ("T", {"k": 1})
+            # The same with an acknowledgement callback.
+            ack = await client.emit_with_callback(
+                "message", {"room_id": room_id, "content": "with a callback"}
+            )
+            assert ack["room"] == room_id and ack["message"]["content"] == "with a callback"
+            got = await ws.recv_until("message", room=room_id, pos=ack["message"]["pos"])
+            assert got["message"]["content"] == "with a callback"
+            # Errors answer the acknowledgement too.
+            unknown = await client.call("dance", {})
+            assert unknown == {
+                "error": {"code": "unknown_type", "message": "Unknown event 'dance'."}
+            }
+
+            assert await client.emit_with_callback("leave", {"room_id": room_id}) == {
+                "room": room_id
+            }
+            gone = await ws.recv_until("user_left", room=room_id)
+            assert gone["user"]["id"] == me.pk
+
+
+@pytest.mark.asyncio
+async def test_python_asyncclient_over_polling_only(chat_server, two):
+    (me, token), (bob, bob_token) = two
+    async with PythonClient.connected(chat_server.url, token, ("polling",)) as client:
+        assert client.sio.transport() == "polling"
+        assert (await client.event("authenticated"))["user_id"] == me.pk
+        room_id = (await client.call("join", {"room_id": room_name()}))["room"]
+        ack = await client.call("message", {"room_id": room_id, "content": "polled"})
+        assert ack["message"]["content"] == "polled"
+        echo = await client.event("message", lambda d: d["content"] == "polled")
+        assert echo["id"] == ack["message"]["id"] and echo["user_id"] == me.pk
+        async with native(chat_server, bob_token) as ws:
+            await ws.request({"type": "join", "room": room_id})
+            await ws.request({"type": "message", "room": room_id, "content": "to a poller"})
+            seen = await client.event("message", lambda d: d["content"] == "to a poller")
+            assert seen["room_id"] == room_id and seen["user_id"] == bob.pk
+            ack = await client.emit_with_callback(
+                "message", {"room_id": room_id, "content": "from a poller"}
+            )
+            got = await ws.recv_until("message", room=room_id, pos=ack["message"]["pos"])
+            assert got["message"]["content"] == "from a poller"
+        assert client.sio.transport() == "polling"  # never upgraded
+
+
+@pytest.mark.asyncio
+async def test_python_asyncclient_authenticate_event_status_subscription_and_presence(
+    chat_server, two
+):
+    (me, token), (bob, bob_token) = two
+    async with PythonClient.connected(chat_server.url, None) as client:
+        answer = await client.call("authenticate", {"token": token})
+        authenticated = await client.event("authenticated")
+        assert answer == authenticated  # the acknowledgement gets it too
+        assert authenticated["user_id"] == me.pk and authenticated["is_guest"] is False
+
+        status = await client.call("subscribe_status", {"target_user_id": str(bob.pk)})
+        assert (status["user_id"], status["is_online"]) == (bob.pk, False)
+        async with native(chat_server, bob_token):
+            online = await client.event("user_online", lambda d: d["user_id"] == bob.pk)
+            assert online == {
+                "type": "user_online",
+                "user_id": bob.pk,
+                "username": bob.username,
+                "is_online": True,
+                "last_seen": online["last_seen"],
+            }
+        offline = await client.event("user_offline", lambda d: d["user_id"] == bob.pk)
+        assert offline["type"] == "user_offline" and offline["username"] == bob.username
+        assert offline["is_online"] is False and offline["last_seen"]
+        assert await client.call("unsubscribe_status", {"target_user_id": bob.pk}) == {
+            "user_id": bob.pk
+        }
+
+
+@pytest.mark.asyncio
+async def test_python_asyncclient_reconnects_and_recovers_what_it_missed_with_after(
+    chat_server, two
+):
+    (_, token), (_, native_token) = two
+    async with PythonClient.connected(chat_server.url, token) as first:
+        joined = await first.call("join", {"room_id": room_name()})
+        pos, room_id = joined["pos"], joined["room"]
+    assert first.disconnected.is_set()
+    async with native(chat_server, native_token) as ws:
+        await ws.request({"type": "join", "room": room_id})
+        for n in range(3):
+            await ws.request({"type": "message", "room": room_id, "content": f"missed {n}"})
+    async with PythonClient.connected(chat_server.url, token) as again:
+        joined = await again.call("join", {"room_id": room_id, "after": pos})
+        assert joined["room"] == room_id and joined["pos"] > pos
+        replayed = [
+            await again.event("message", lambda d: d["content"].startswith("missed"))
+            for _ in range(3)
+        ]
+        assert [m["content"] for m in replayed] == ["missed 0", "missed 1", "missed 2"]
+        assert all(m["room_id"] == room_id for m in replayed)
+        assert [m["pos"] for m in replayed] == sorted(m["pos"] for m in replayed)
 
 
 # ---------------------------------------------------------------------- bad input
@@ -556,6 +704,27 @@ async def test_socketio_and_native_clients_on_two_processes_see_each_other(
             seen = await ws.recv_until("message", room=room_id, pos=back["message"]["pos"])
             assert seen["message"]["content"] == "back"
             await ws.no_frame(0.5)  # once: no second copy of the event
+
+
+@pytest.mark.asyncio
+async def test_python_asyncclient_and_a_native_client_on_two_processes_see_each_other(
+    chat_server, second_server, two
+):
+    (_, token), (other, other_token) = two
+    async with PythonClient.connected(chat_server.url, token) as client:
+        room_id = (await client.call("join", {"room_id": room_name()}))["room"]
+        async with native(second_server, other_token) as ws:
+            await ws.request({"type": "join", "room": room_id})
+            await client.event("user_joined", lambda d: d["user_id"] == other.pk)
+            await ws.request({"type": "message", "room": room_id, "content": "across"})
+            seen = await client.event("message", lambda d: d["content"] == "across")
+            assert seen["room_id"] == room_id and seen["user_id"] == other.pk
+            back = await client.call("message", {"room_id": room_id, "content": "back"})
+            got = await ws.recv_until("message", room=room_id, pos=back["message"]["pos"])
+            assert got["message"]["content"] == "back"
+            await ws.no_frame(0.5)  # once: no second copy of the event
+        with pytest.raises(TimeoutError):  # nor a second copy of "across" here
+            await asyncio.wait_for(client.event("message", lambda d: d["content"] == "across"), 0.5)
 
 
 # ------------------------------------------- a polling client that never polls, drain
