@@ -25,7 +25,11 @@ from messaging import frames
 from rooms.models import Room
 from rooms.services import create_room
 
-MESSAGE_FIELDS = ("content", "type", "title", "payload", "attachment_urls", "client_id")
+MESSAGE_FIELDS = ("content", "title", "payload", "attachment_urls", "client_id")
+# The seed's `type` of a message: only text is posted over a socket (staff post
+# announcements over REST or the admin). It is not copied into the native frame, whose
+# own `type` says which frame it is.
+SOCKET_MESSAGE_TYPES = (None, "text")
 ROOM_EVENTS = frozenset({"join", "leave", "message", "typing", "read"})
 MAX_REMEMBERED_NAMES = 100  # room names a session resolved, kept per session
 
@@ -96,6 +100,12 @@ async def native_frame(
     if kind == "join" and data.get("after") is not None:
         frame["after"] = data["after"]
     elif kind == "message":
+        if data.get("type") not in SOCKET_MESSAGE_TYPES:
+            raise ValidationFailed(
+                "Only `text` messages are sent over a socket; staff post announcements "
+                "over REST or in the admin.",
+                fields={"type": ["Only `text`."]},
+            )
         frame.update((k, data[k]) for k in MESSAGE_FIELDS if k in data)
     elif kind == "typing":
         frame["is_typing"] = data.get("is_typing", True)
