@@ -30,6 +30,23 @@ def client_address(request: Request) -> str:
     return request.META.get("REMOTE_ADDR") or "unknown"
 
 
+def registered(request: Request) -> User:
+    """The account a registration request creates (AUTH_RATE_LIMIT, the name and password
+    rules); the API's and seed 003's register views answer it in their own shapes."""
+    services.check_auth_rate(address=client_address(request))
+    data = RegisterSerializer(data=request.data)
+    data.is_valid(raise_exception=True)
+    return services.register_user(**data.validated_data)
+
+
+def signed_in_with_password(request: Request) -> User:
+    """The user a login request names, its password checked (AUTH_RATE_LIMIT first)."""
+    services.check_auth_rate(address=client_address(request))
+    data = LoginSerializer(data=request.data)
+    data.is_valid(raise_exception=True)
+    return services.login_user(request=request, **data.validated_data)
+
+
 def _auth_result(user: User, status_code: int) -> Response:
     body = {"user": MeSerializer(user).data, **services.issue_tokens(user=user)}
     return Response(body, status=status_code)
@@ -41,11 +58,7 @@ class RegisterView(APIView):
 
     @extend_schema(request=RegisterSerializer, responses={201: AuthResultSerializer, 429: None})
     def post(self, request: Request) -> Response:
-        services.check_auth_rate(address=client_address(request))
-        data = RegisterSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        user = services.register_user(**data.validated_data)
-        return _auth_result(user, status.HTTP_201_CREATED)
+        return _auth_result(registered(request), status.HTTP_201_CREATED)
 
 
 class LoginView(APIView):
@@ -54,11 +67,7 @@ class LoginView(APIView):
 
     @extend_schema(request=LoginSerializer, responses={200: AuthResultSerializer, 429: None})
     def post(self, request: Request) -> Response:
-        services.check_auth_rate(address=client_address(request))
-        data = LoginSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        user = services.login_user(request=request, **data.validated_data)
-        return _auth_result(user, status.HTTP_200_OK)
+        return _auth_result(signed_in_with_password(request), status.HTTP_200_OK)
 
 
 class RefreshView(APIView):

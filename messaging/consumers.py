@@ -217,7 +217,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     # ------------------------------------------------------------------ session
 
-    async def _start(self, user: User, *, expires: int | None, ref=None) -> None:
+    async def _register(self, user: User, *, expires: int | None, ref=None) -> bool:
+        """Count the socket as the user's (presence, MAX_SOCKETS_PER_USER) and subscribe
+        it to the user's group (revocations, deactivation); False when it was refused and
+        closed, with an `error` frame saying why."""
         self.user = user
         structlog.contextvars.bind_contextvars(user_id=user.pk)
         current = True
@@ -234,7 +237,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             log.exception("ws_start_failed", user_id=user.pk)
             await self.send_error(ServiceUnavailable(), ref)
             await self.close(code=CLOSE_TRY_AGAIN)
-            return
+            return False
         if not added:
             self.user = None  # nothing was recorded; the socket serves nothing
             log.info("ws_refused_too_many", user_id=user.pk)
@@ -243,12 +246,17 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 ref,
             )
             await self.close(code=CLOSE_LIMIT)
-            return
+            return False
         if not current:
             await self.send_error(Unauthenticated("You were signed out."), ref)
             await self.close(code=CLOSE_UNAUTHENTICATED)
-            return
+            return False
         self._expire_at(expires)
+        return True
+
+    async def _start(self, user: User, *, expires: int | None, ref=None) -> None:
+        if not await self._register(user, expires=expires, ref=ref):
+            return
         log.info("ws_connected", user_id=user.pk, path=self.scope.get("path"))
         await self.send_frame(self._authenticated(user, expires, ref))
         room_id = self.scope["url_route"]["kwargs"].get("room_id")

@@ -28,14 +28,13 @@ from rest_framework.views import APIView
 from rest_framework_simplejwt.settings import api_settings
 from rest_framework_simplejwt.tokens import AccessToken
 
-from accounts import services
 from accounts.auth import signed_in
 from accounts.guests import guests_allowed
 from accounts.models import User
 from accounts.selectors import online_user_ids, user_briefs
-from accounts.serializers import LoginSerializer, MeSerializer, RegisterSerializer
+from accounts.serializers import MeSerializer
 from accounts.tokens import AUTH_TIME_CLAIM, GENERATION_CLAIM, user_for_access_token
-from accounts.views import client_address
+from accounts.views import registered, signed_in_with_password
 from chatproject.errors import Unauthenticated, ValidationFailed
 from messaging import stats
 from messaging.models import Message
@@ -103,11 +102,7 @@ class SeedRegisterView(SeedView):
     authentication_classes: list = []
 
     def post(self, request: Request) -> Response:
-        services.check_auth_rate(address=client_address(request))
-        data = RegisterSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        user = services.register_user(**data.validated_data)
-        return _auth_answer(user, status.HTTP_201_CREATED)
+        return _auth_answer(registered(request), status.HTTP_201_CREATED)
 
 
 class SeedLoginView(SeedView):
@@ -115,11 +110,7 @@ class SeedLoginView(SeedView):
     authentication_classes: list = []
 
     def post(self, request: Request) -> Response:
-        services.check_auth_rate(address=client_address(request))
-        data = LoginSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        user = services.login_user(request=request, **data.validated_data)
-        return _auth_answer(user, status.HTTP_200_OK)
+        return _auth_answer(signed_in_with_password(request), status.HTTP_200_OK)
 
 
 def seed_room(room: Room) -> dict[str, Any]:

@@ -28,20 +28,16 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 
 from accounts.guests import GUESTS_OFF, check_guest_post, guests_allowed, touch_guest
 from accounts.models import User
-from chatproject.broadcast import room_group, user_group
+from chatproject.broadcast import room_group
 from chatproject.errors import ChatError, NotFound, Unauthenticated, ValidationFailed
 from chatproject.hub import Frame, encode, hub
 from chatproject.logs import get_logger
 from chatproject.transport import CLOSE_RESTARTING, CLOSE_TRY_AGAIN, is_draining
 from messaging.consumers import (
     CLOSE_FORBIDDEN_ORIGIN,
-    CLOSE_LIMIT,
-    CLOSE_UNAUTHENTICATED,
     ChatConsumer,
     ServiceUnavailable,
-    TooManySockets,
     _authenticate,
-    _signed_in_still,
 )
 from messaging.origins import header, origin_allowed
 from messaging.protocols.seed_dialects import (
@@ -206,29 +202,7 @@ class SimpleConsumer(ChatConsumer):
     async def _begin(self, user: User, expires: int | None) -> bool:
         """Register the socket as the native one does (presence, MAX_SOCKETS_PER_USER, the
         user's group for revocations); False when it was refused and closed."""
-        self.user = user
-        current = True
-        try:
-            added = await local_sockets.add(self)
-            if added:
-                await hub.subscribe(user_group(user.pk), self)
-                current = await _signed_in_still(user=user)
-        except Exception:
-            log.exception("ws_start_failed", user_id=user.pk)
-            await self.send_error(ServiceUnavailable(), None)
-            await self.close(code=CLOSE_TRY_AGAIN)
-            return False
-        if not added:
-            self.user = None
-            await self.send_error(TooManySockets("Too many open sockets for this user."), None)
-            await self.close(code=CLOSE_LIMIT)
-            return False
-        if not current:
-            await self.send_error(Unauthenticated("You were signed out."), None)
-            await self.close(code=CLOSE_UNAUTHENTICATED)
-            return False
-        self._expire_at(expires)
-        return True
+        return await self._register(user, expires=expires)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None):
         if self.user is None or self.room_id is None:
