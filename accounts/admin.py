@@ -13,6 +13,7 @@ from accounts import integrations, services
 from accounts.auth import signed_in
 from accounts.models import ApiKey, User
 from accounts.presence import online_user_ids
+from chatproject.admin_display import short_moment
 from chatproject.errors import ChatError
 
 
@@ -45,7 +46,7 @@ class UserAdmin(DjangoUserAdmin):
         "display_name",
         "email",
         "is_online",
-        "last_seen",
+        "seen",
         "is_staff",
         "is_active",
     ]
@@ -59,6 +60,10 @@ class UserAdmin(DjangoUserAdmin):
 
     def get_changelist(self, request: HttpRequest, **kwargs):
         return UserChangeList
+
+    @admin.display(ordering="last_seen", description="last seen")
+    def seen(self, user: User) -> str:
+        return short_moment(user.last_seen)
 
     @admin.display(boolean=True, description="online")
     def is_online(self, user: User) -> bool:

@@ -13,6 +13,7 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
 from accounts.auth import signed_in
+from chatproject.admin_display import DAY, MINUTE, short_moment
 from chatproject.errors import ChatError
 from messaging.changes import purge_messages
 from messaging.models import Message
@@ -78,15 +79,16 @@ class AnnouncementForm(forms.Form):
 @admin.register(Room)
 class RoomAdmin(admin.ModelAdmin):
     form = RoomAdminForm
+    # Short columns (chatproject.admin_display): the list fits 1366 px.
     list_display = [
         "name",
         "kind",
-        "is_archived",
+        "archived",
         "member_count",
         "message_count",
         "online_members",
-        "last_message_at",
-        "created_at",
+        "last_message",
+        "created",
     ]
     list_filter = ["kind", "is_archived"]
     search_fields = ["name", "description"]
@@ -125,6 +127,18 @@ class RoomAdmin(admin.ModelAdmin):
     @admin.display(ordering="message_count", description="messages")
     def message_count(self, room: "WithAnnotations[Room, _Counts]") -> int:
         return room.message_count
+
+    @admin.display(boolean=True, ordering="is_archived", description="archived")
+    def archived(self, room: Room) -> bool:
+        return room.is_archived
+
+    @admin.display(ordering="last_message_at", description="last message")
+    def last_message(self, room: Room) -> str:
+        return short_moment(room.last_message_at, MINUTE)
+
+    @admin.display(ordering="created_at", description="created")
+    def created(self, room: Room) -> str:
+        return short_moment(room.created_at, DAY)
 
     @admin.display(description="online")
     def online_members(self, room: Room) -> int:

@@ -8,6 +8,7 @@ configuration; with REDIS_URL set, the `live` tests also watch a real socket on 
 import re
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -139,6 +140,22 @@ def test_changelist_shows_member_message_and_online_counts(admin_client, user, m
     quiet_row = row_cells(html, "Quiet")
     assert (quiet_row["member_count"], quiet_row["message_count"]) == ("0", "0")
     assert quiet_row["online_members"] == "0"
+
+
+def test_changelist_columns_are_short_enough_to_fit(admin_client, user):
+    room = make_room(owner=user, name="Dated")
+    Room.objects.filter(pk=room.pk).update(
+        created_at=datetime(2025, 3, 14, 15, 9, tzinfo=UTC),
+        last_message_at=datetime(2025, 3, 15, 8, 30, tzinfo=UTC),
+    )
+
+    html = admin_client.get(CHANGELIST).content.decode()
+
+    row = next(r for r in re.findall(r"<tr[^>]*>(.*?)</tr>", html, re.S) if ">Dated</a>" in r)
+    cells = dict(re.findall(r'class="field-(\w+)[^"]*"[^>]*>(.*?)</t[dh]>', row, re.S))
+    assert cells["created"].strip() == "Mar 14, 2025"
+    assert cells["last_message"].strip() == "Mar 15, 08:30"
+    assert 'alt="False"' in cells["archived"]
 
 
 def test_changelist_searches_room_names(admin_client):
