@@ -1,6 +1,6 @@
 """Regenerate the screenshots in docs/ from a throwaway database and a real server.
 
-    python docs/screenshots.py
+    python docs/screenshots.py      # the admin at 1366 px, a common laptop width
 
 Needs Debian's chromium (/usr/bin/chromium) and `pip install playwright`.
 """
@@ -86,7 +86,7 @@ def main() -> None:
                     time.sleep(0.1)
             with sync_playwright() as p:
                 browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-                page = browser.new_page(viewport={"width": 1280, "height": 720})
+                page = browser.new_page(viewport={"width": 1366, "height": 720})
                 page.goto(f"{BASE}/admin/login/")
                 page.fill("#id_username", "admin")
                 page.fill("#id_password", "admin-password-9")
