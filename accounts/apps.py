@@ -6,11 +6,13 @@ class AccountsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from accounts import signals  # noqa: F401 (connects the receivers)
-        from accounts.guests import start_sweeping
+        from accounts import (
+            guests,
+            signals,  # noqa: F401 (connects the receivers)
+        )
         from chatproject.signals import server_starting
 
         # Idle guests are removed by every server process on its own; no cron needed.
         server_starting.connect(
-            lambda **kwargs: start_sweeping(), dispatch_uid="sweep-idle-guests", weak=False
+            lambda **kwargs: guests.sweeper.start(), dispatch_uid="sweep-idle-guests", weak=False
         )

@@ -30,12 +30,10 @@ it. The choices, and why:
 """
 
 import secrets
-import threading
-import time
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, close_old_connections, connections, transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -45,6 +43,7 @@ from accounts.presence import online_user_ids
 from chatproject import throttle
 from chatproject.errors import Unauthenticated, ValidationFailed
 from chatproject.logs import get_logger
+from chatproject.periodic import PeriodicJob
 from chatproject.text import invisible_char
 
 log = get_logger(__name__)
@@ -176,31 +175,5 @@ def sweep_every() -> float:
     return max(1.0, min(settings.GUEST_TTL / 4, 3600.0))
 
 
-_sweeper: threading.Thread | None = None
-_sweeper_lock = threading.Lock()
-
-
-def start_sweeping() -> bool:
-    """Sweep idle guests every `sweep_every()` seconds in a daemon thread of this process,
-    from now until it exits; once per process (False when already started)."""
-    global _sweeper
-    with _sweeper_lock:
-        if _sweeper is not None:
-            return False
-        _sweeper = threading.Thread(target=_sweep_forever, name="guest-sweeper", daemon=True)
-        _sweeper.start()
-        return True
-
-
-def _sweep_forever() -> None:
-    while True:
-        time.sleep(sweep_every())
-        try:
-            close_old_connections()
-            swept = sweep_guests()
-            if swept:
-                log.info("guests_swept", count=swept)
-        except Exception:  # the database is away: the next round tries again
-            log.exception("guest_sweep_failed")
-        finally:
-            connections.close_all()  # this thread's own; a sweep is rare
+# Started by every server process (accounts.apps, on `server_starting`).
+sweeper = PeriodicJob("guest-sweeper", sweep_guests, sweep_every)

@@ -344,7 +344,7 @@ WRITE_RATE_LIMIT = _rate(env.str("WRITE_RATE_LIMIT", default="60/min"), "WRITE_R
 # MiB of uploads not yet used in a message that one user may hold.
 UPLOAD_QUOTA_MB = env.int("UPLOAD_QUOTA_MB", default=100)
 # Hours after which an upload that no message used is deleted, by a sweep each server
-# process runs on its own (messaging.attachments.start_sweeping) or by `sweep_uploads`.
+# process runs on its own (messaging.attachments.sweeper) or by `sweep_uploads`.
 UNUSED_UPLOAD_HOURS = env.float("UNUSED_UPLOAD_HOURS", default=24.0)
 # Request bodies over this many MiB are refused with 413 before they are read.
 MAX_REQUEST_MB = env.int("MAX_REQUEST_MB", default=MAX_UPLOAD_MB + 1)

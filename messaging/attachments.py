@@ -3,23 +3,22 @@ their uploader until a message references them (then readable with the room).
 
 Uploads that no message uses yet count against their uploader's UPLOAD_QUOTA_MB, and are
 deleted after UNUSED_UPLOAD_HOURS by a sweep that each server process runs on its own
-(`start_sweeping`), as `manage.py sweep_uploads` does by hand."""
+(`sweeper`), as `manage.py sweep_uploads` does by hand."""
 
 import mimetypes
-import threading
-import time
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import close_old_connections, connections, transaction
+from django.db import transaction
 from django.db.models import Sum
 from django.utils import timezone
 
 from accounts.models import User
 from chatproject.errors import ChatError, QuotaExceeded, ValidationFailed
 from chatproject.logs import get_logger
+from chatproject.periodic import PeriodicJob
 from chatproject.text import clean_text
 from messaging.models import Attachment
 
@@ -142,40 +141,17 @@ def sweep_unused_uploads(*, older_than: timedelta) -> int:
     return deleted
 
 
-_sweeper: threading.Thread | None = None
-_sweeper_lock = threading.Lock()
-
-
 def sweep_every() -> float:
     """Seconds between two sweeps of a server process: a quarter of UNUSED_UPLOAD_HOURS,
     between 1 s and an hour, so an upload outlives its time by at most that much."""
     return min(3600.0, max(1.0, settings.UNUSED_UPLOAD_HOURS * 3600 / 4))
 
 
-def start_sweeping() -> bool:
-    """Sweep unused uploads every `sweep_every()` seconds in a daemon thread of this
-    process, from now until it exits; once per process (False when already started).
-    Every server process sweeps: the DELETE is the same whoever runs it, and no process
-    depends on another (or on cron) for its quota to come back."""
-    global _sweeper
-    with _sweeper_lock:
-        if _sweeper is not None:
-            return False
-        _sweeper = threading.Thread(target=_sweep_forever, name="upload-sweeper", daemon=True)
-        _sweeper.start()
-        return True
-
-
-def _sweep_forever() -> None:
-    age = timedelta(hours=settings.UNUSED_UPLOAD_HOURS)
-    while True:
-        time.sleep(sweep_every())
-        try:
-            close_old_connections()
-            swept = sweep_unused_uploads(older_than=age)
-            if swept:
-                log.info("unused_uploads_swept", count=swept)
-        except Exception:  # the database is away: the next round tries again
-            log.exception("upload_sweep_failed")
-        finally:
-            connections.close_all()  # this thread's own; a sweep is rare
+# Started by every server process (messaging.apps, on `server_starting`): the DELETE is
+# the same whoever runs it, and no process depends on another (or on cron) for its
+# quota to come back.
+sweeper = PeriodicJob(
+    "upload-sweeper",
+    lambda: sweep_unused_uploads(older_than=timedelta(hours=settings.UNUSED_UPLOAD_HOURS)),
+    sweep_every,
+)

@@ -13,6 +13,7 @@ from accounts.models import User
 from accounts.presence import presence, user_key
 from accounts.services import register_user
 from chatproject.errors import Forbidden, RateLimited, Unauthenticated, ValidationFailed
+from chatproject.periodic import PeriodicJob
 from messaging.posting import post_message_from_input
 from rooms.selectors import RoomNotFound, get_visible_room, visible_rooms
 from tests.factories import PASSWORD, UserFactory, add_member, make_room
@@ -209,8 +210,9 @@ def test_the_server_start_starts_the_guest_sweep_in_its_process(monkeypatch):
     from chatproject.signals import server_starting
 
     swept = threading.Event()
-    monkeypatch.setattr(guests, "_sweeper", None)
-    monkeypatch.setattr(guests, "_sweep_forever", swept.set)
+    sweeper = PeriodicJob("guest-sweeper", guests.sweep_guests, guests.sweep_every)
+    monkeypatch.setattr(sweeper, "run_forever", swept.set)
+    monkeypatch.setattr(guests, "sweeper", sweeper)
     [receiver] = [
         entry[1] for entry in server_starting.receivers if entry[0][0] == "sweep-idle-guests"
     ]
@@ -218,4 +220,4 @@ def test_the_server_start_starts_the_guest_sweep_in_its_process(monkeypatch):
     receiver(signal=server_starting, sender=None)
 
     assert swept.wait(5)
-    assert guests.start_sweeping() is False  # once per process
+    assert guests.sweeper.start() is False  # once per process
