@@ -142,7 +142,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
     user: User | None = None
     _typist: TypingRelay | None = None  # made at the socket's first `typing` frame
 
-    async def connect(self) -> None:
+    def _init_state(self) -> None:
+        """The socket's state, which `disconnect` and the registries rely on (the
+        adapters in messaging/protocols start from it too)."""
         self.socket_id = uuid.uuid4().hex
         # Every log line of this socket (its task and the threads it uses) carries its id.
         structlog.contextvars.bind_contextvars(socket_id=self.socket_id)
@@ -158,14 +160,23 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self._timers: list[asyncio.TimerHandle] = []
         self._running: set[asyncio.Task] = set()  # tasks the timers started
         self._expiry: asyncio.TimerHandle | None = None
-        await self.accept()
 
+    async def _refused_at_handshake(self) -> bool:
+        """Close an accepted socket the server will not serve (draining, a foreign Origin
+        or Host); True when it did."""
         if is_draining():
             await self.close(code=CLOSE_RESTARTING)
-            return
+            return True
         if not origin_allowed(self.scope):
             log.info("ws_refused_origin", origin=header(self.scope, b"origin"))
             await self.close(code=CLOSE_FORBIDDEN_ORIGIN)
+            return True
+        return False
+
+    async def connect(self) -> None:
+        self._init_state()
+        await self.accept()
+        if await self._refused_at_handshake():
             return
         if self.scope.get("auth_error"):
             # Say why before closing: a close frame's reason is not shown by most clients.

@@ -18,6 +18,7 @@ to errors (`code`), which no seed defines.
 """
 
 import json
+from abc import ABC, abstractmethod
 from datetime import UTC, datetime
 from typing import Any, Literal, TypedDict
 
@@ -103,20 +104,20 @@ def room_message(data: events.MessageData) -> RoomMessage:
     }
 
 
-class Dialect:
+class Dialect(ABC):
     """One seed's frames: what a client's frame posts, and what events look like."""
 
-    def content_of(self, text: str) -> str:
-        raise NotImplementedError
+    @abstractmethod
+    def content_of(self, text: str) -> str: ...
 
-    def chat(self, data: events.MessageData) -> dict[str, Any] | None:
-        raise NotImplementedError
+    @abstractmethod
+    def chat(self, data: events.MessageData) -> dict[str, Any] | None: ...
 
     def presence(self, name: str, *, joined: bool) -> dict[str, Any] | None:
-        return None
+        return None  # seeds that announce nobody
 
-    def error(self, exc: ChatError) -> dict[str, Any]:
-        raise NotImplementedError
+    @abstractmethod
+    def error(self, exc: ChatError) -> dict[str, Any]: ...
 
 
 def _json_object(text: str) -> dict[str, Any]:

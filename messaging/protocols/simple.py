@@ -18,8 +18,6 @@ native consumer, whose session handling (expiry, revocation, deactivation, the d
 clean-up on close) this consumer inherits.
 """
 
-import time
-import uuid
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -32,14 +30,13 @@ from chatproject.broadcast import room_group
 from chatproject.errors import ChatError, NotFound, Unauthenticated, ValidationFailed
 from chatproject.hub import Frame, encode, hub
 from chatproject.logs import get_logger
-from chatproject.transport import CLOSE_RESTARTING, CLOSE_TRY_AGAIN, is_draining
+from chatproject.transport import CLOSE_TRY_AGAIN
 from messaging.consumers import (
-    CLOSE_FORBIDDEN_ORIGIN,
     ChatConsumer,
     ServiceUnavailable,
     _authenticate,
 )
-from messaging.origins import header, origin_allowed
+from messaging.origins import header
 from messaging.protocols.seed_dialects import (
     BroadcastDialect,
     Dialect,
@@ -98,12 +95,7 @@ class SimpleConsumer(ChatConsumer):
         # The handshake completes once the socket is in its room (`_open`): these clients
         # have no "ready" frame, and send at once. Refusals accept, then send their error
         # and close (`close`): a refused handshake would show the client a bare HTTP 403.
-        if is_draining():
-            await self.close(code=CLOSE_RESTARTING)
-            return
-        if not origin_allowed(self.scope):
-            log.info("ws_refused_origin", origin=header(self.scope, b"origin"))
-            await self.close(code=CLOSE_FORBIDDEN_ORIGIN)
+        if await self._refused_at_handshake():
             return
         try:
             user, expires = await self._identify(nickname, rooms=room_param is not None)
@@ -158,19 +150,9 @@ class SimpleConsumer(ChatConsumer):
         await super().close(code=code, reason=reason)
 
     def _setup(self) -> None:
-        """The state `ChatConsumer.disconnect` and the registries rely on."""
-        self.socket_id = uuid.uuid4().hex
-        self.rooms: dict[int, int] = {}
-        self._held = {}
-        self.status_of: set[int] = set()
-        self._presence = {}
-        self.connected_at = time.monotonic()
+        """The native socket's state, and what the dialects add."""
+        self._init_state()
         self._send_wire = None  # frames are the dialect's, always encoded here
-        self._refused = 0
-        self._posting = []
-        self._timers = []
-        self._running = set()
-        self._expiry = None
         self._accepted = False
         self._pending = []
 
