@@ -10,6 +10,7 @@ import httpx
 import pytest
 import websockets
 
+from accounts.models import User
 from accounts.services import issue_tokens
 from chatproject.errors import RateLimited
 from tests.factories import PASSWORD, UserFactory, add_member
@@ -121,7 +122,9 @@ async def test_one_message_budget_covers_sockets_and_http(limited, general, send
 
 
 @pytest.mark.asyncio
-async def test_a_client_that_keeps_flooding_is_closed_with_4429(limited, general, sender):
+async def test_a_client_that_keeps_flooding_is_closed_with_4429(
+    limited, general, sender, worker_connections_closed
+):
     _, token = sender
     async with socket(limited, token) as ws:
         for n in range(5):
@@ -136,6 +139,19 @@ async def test_a_client_that_keeps_flooding_is_closed_with_4429(limited, general
                 refusals += 1
         assert closed.value.rcvd is not None and closed.value.rcvd.code == 4429
         assert 5 <= refusals <= 11
+    # The server's `disconnect` writes `last_seen`; the test's end empties the database,
+    # and a TRUNCATE racing that write can deadlock on PostgreSQL. Let it finish first.
+    await seen_by_the_server(sender[0])
+
+
+async def seen_by_the_server(user, within: float = 20) -> None:
+    """Wait until a closed socket's `disconnect` has recorded the user's `last_seen`."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    seen = User.objects.filter(pk=user.pk).values_list("last_seen", flat=True)
+    while await seen.aget() is None:
+        assert loop.time() < deadline, f"disconnect did not record last_seen within {within} s"
+        await asyncio.sleep(0.05)
 
 
 @pytest.mark.asyncio
