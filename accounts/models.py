@@ -55,6 +55,12 @@ class User(AbstractUser):
     # bot, and a guest who picked a nickname. Every API answer and the page mark them.
     is_bot = models.BooleanField(default=False, editable=False)
     is_guest = models.BooleanField(default=False, editable=False)
+    # A picture the user uploaded, re-encoded by `accounts.avatars` (the page shows
+    # initials when there is none).
+    avatar = models.ImageField(upload_to="avatars/", max_length=200, blank=True, editable=False)
+    # The user's own stream (SPEC 12): the position of the latest change to the user's
+    # rooms (`rooms.userstream`). Advanced only under a lock on this row.
+    stream_pos = models.PositiveBigIntegerField(default=0, editable=False)
 
     objects: ClassVar[UserManager] = UserManager()
 

@@ -27,6 +27,12 @@ class Message(models.Model):
     )
     type = models.CharField(max_length=16, choices=Type.choices, default=Type.TEXT)
     content = models.TextField(blank=True)
+    # `content` rendered from Markdown and sanitized (`messaging.rendering`), once, when it
+    # is stored or edited: every client shows the same thing.
+    content_html = models.TextField(blank=True, default="")
+    # The users the message mentions (`@username`, `@here`), and `@room` (every member).
+    mentions = models.JSONField(default=list, blank=True)
+    mentions_room = models.BooleanField(default=False)
     title = models.CharField(max_length=200, null=True, blank=True)  # noqa: DJ001 (API: null)
     payload = models.JSONField(default=dict, blank=True)
     attachment_urls = models.JSONField(default=list, blank=True)
@@ -51,6 +57,25 @@ class Message(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.seq} in room {self.room_id}"
+
+
+class Mention(models.Model):
+    """A user mentioned by a message (by name or `@here`): what `mention_count` counts,
+    with the messages that mention `@room`."""
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="+")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="+")
+    seq = models.PositiveBigIntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["message", "user"], name="mention_once_per_user"),
+        ]
+        indexes = [models.Index(fields=["user", "room", "seq"])]
+
+    def __str__(self) -> str:
+        return f"user {self.user_id} in {self.message_id}"
 
 
 class Reaction(models.Model):

@@ -61,6 +61,8 @@ class Membership(models.Model):
     joined_at = models.DateTimeField(auto_now_add=True)
     # The room position the member has read up to; unread = messages with a greater seq.
     last_read_pos = models.PositiveBigIntegerField(default=0)
+    # A muted room shows no unread badge and notifies only on mentions (SPEC 11).
+    muted = models.BooleanField(default=False)
 
     class Meta:
         constraints = [
@@ -74,3 +76,24 @@ class Membership(models.Model):
     @property
     def can_manage(self) -> bool:
         return self.role in (Membership.Role.OWNER, Membership.Role.ADMIN)
+
+
+class UserChange(models.Model):
+    """One change in a user's own stream (SPEC 12): the frame that told the user's sockets,
+    kept so that a socket that was away replays it (`after_user`). `pos` is the user's
+    position after the change (`User.stream_pos`), gapless per user."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    pos = models.PositiveBigIntegerField()
+    # The room the change is about (a read marker superseded by a later one is dropped).
+    room_id = models.BigIntegerField(null=True, blank=True)
+    frame = models.JSONField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "pos"], name="userchange_user_pos_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.pos} of user {self.user_id}"
