@@ -6,6 +6,7 @@ from django.contrib.auth.models import AbstractUser
 from django.contrib.auth.models import UserManager as DjangoUserManager
 from django.db import models
 from django.db.models.functions import Lower
+from django.urls import reverse
 from django.utils.crypto import salted_hmac
 
 from accounts.names import USERNAME_RULE, validate_display_name, validate_username
@@ -31,6 +32,14 @@ class UserManager(_Manager):
         the pages, the admin) finds the account with one query and checks one password
         hash, and an unknown name costs the same one hash (ModelBackend hashes for it)."""
         return self.with_username(username or "").get()
+
+
+def avatar_url(name: str) -> str:
+    """The URL of a stored picture (`User.avatar.name`, `accounts.avatars`), served by
+    `accounts.views.AvatarFileView`; "" for none."""
+    if not name:
+        return ""
+    return reverse("avatar-file", args=[name.rpartition("/")[2]])
 
 
 class User(AbstractUser):
@@ -75,6 +84,11 @@ class User(AbstractUser):
     @property
     def shown_name(self) -> str:
         return self.display_name or self.username
+
+    @property
+    def avatar_url(self) -> str:
+        """The URL of the user's picture (`accounts.avatars`); "" when there is none."""
+        return avatar_url(self.avatar.name or "")
 
     # A session stays signed in while the hash it stored at login matches (Django's
     # `get_user`). Django hashes the password hash; ours adds the token generation, so a

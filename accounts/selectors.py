@@ -4,7 +4,7 @@ from collections.abc import Iterable
 
 from django.db.models import Q, QuerySet
 
-from accounts.models import User
+from accounts.models import User, avatar_url
 from accounts.presence import online_user_ids
 from chatproject.errors import NotFound
 from chatproject.events import UserBrief, brief_of
@@ -15,6 +15,7 @@ __all__ = [
     "list_users",
     "online_user_ids",
     "signed_in_still",
+    "stream_position_if_signed_in",
     "user_briefs",
 ]
 
@@ -38,6 +39,16 @@ def signed_in_still(*, user: User) -> bool:
     ).exists()
 
 
+def stream_position_if_signed_in(*, user: User) -> int | None:
+    """The user's own stream position (SPEC 12) if `signed_in_still`, else None: the one
+    query a socket makes once it is subscribed to the user's events."""
+    return (
+        User.objects.filter(pk=user.pk, is_active=True, token_generation=user.token_generation)
+        .values_list("stream_pos", flat=True)
+        .first()
+    )
+
+
 def list_users(*, search: str = "", online: bool | None = None) -> QuerySet[User]:
     users = User.objects.filter(is_active=True)
     if search:
@@ -51,9 +62,16 @@ def list_users(*, search: str = "", online: bool | None = None) -> QuerySet[User
 def user_briefs(user_ids: Iterable[int]) -> dict[int, UserBrief]:
     """`{id: UserBrief}` for the given users, in one query."""
     rows = User.objects.filter(pk__in=list(user_ids)).values_list(
-        "id", "username", "display_name", "is_bot", "is_guest"
+        "id", "username", "display_name", "is_bot", "is_guest", "avatar"
     )
     return {
-        pk: brief_of(pk=pk, username=name, display_name=shown, is_bot=bot, is_guest=guest)
-        for pk, name, shown, bot, guest in rows
+        pk: brief_of(
+            pk=pk,
+            username=name,
+            display_name=shown,
+            is_bot=bot,
+            is_guest=guest,
+            avatar=avatar_url(picture),
+        )
+        for pk, name, shown, bot, guest, picture in rows
     }

@@ -12,6 +12,7 @@ class UserSerializer(serializers.ModelSerializer):
     """A user as other users see them. `is_online` comes from the `online_ids` context."""
 
     is_online = serializers.SerializerMethodField()
+    avatar = serializers.SerializerMethodField(help_text="the URL of the user's picture, or null")
 
     class Meta:
         model = User
@@ -25,8 +26,12 @@ class UserSerializer(serializers.ModelSerializer):
             "last_seen",
             "is_guest",
             "is_bot",
+            "avatar",
         ]
         read_only_fields = fields
+
+    def get_avatar(self, user: User) -> str | None:
+        return user.avatar_url or None
 
     def get_is_online(self, user: User) -> bool:
         online_ids = self.context.get("online_ids")
@@ -46,14 +51,18 @@ class MeSerializer(UserSerializer):
 
 class UserBriefSerializer(serializers.ModelSerializer):
     """The sender of a message: enough to show it, no presence lookup. `is_bot` and
-    `is_guest` are present (true) only for a bot or a guest (`events.UserBrief`)."""
+    `is_guest` are present (true) only for a bot or a guest, `avatar` (the picture's URL)
+    only for a user who has one (`events.UserBrief`)."""
 
     is_bot = serializers.BooleanField(read_only=True, required=False)
     is_guest = serializers.BooleanField(read_only=True, required=False)
+    avatar = serializers.CharField(
+        read_only=True, required=False, help_text="the URL of the user's picture, if any"
+    )
 
     class Meta:
         model = User
-        fields = ["id", "username", "display_name", "is_bot", "is_guest"]
+        fields = ["id", "username", "display_name", "is_bot", "is_guest", "avatar"]
         read_only_fields = fields
 
     def to_representation(self, user: User) -> dict[str, Any]:
@@ -104,6 +113,11 @@ class AuthResultSerializer(serializers.Serializer):
     user = MeSerializer()
     access = serializers.CharField()
     refresh = serializers.CharField()
+
+
+class PasswordChangeSerializer(serializers.Serializer):
+    old_password = serializers.CharField(max_length=128, trim_whitespace=False)
+    new_password = serializers.CharField(max_length=128, trim_whitespace=False)
 
 
 class ProfileUpdateSerializer(serializers.Serializer):

@@ -109,6 +109,20 @@ def change_password(*, user: User, password: str) -> User:
     return user
 
 
+def change_own_password(*, user: User, old_password: str, new_password: str) -> User:
+    """A user changing their password themselves: the old one must match, the new one
+    pass Django's validators. Every token, session and socket of the user is revoked
+    (`change_password`); the caller keeps its own by being issued new ones."""
+    if not user.check_password(old_password):
+        message = "The current password is not right."
+        raise ValidationFailed(message, fields={"old_password": [message]})
+    try:
+        validate_password(new_password, user=user)
+    except DjangoValidationError as exc:
+        raise ValidationFailed(exc.messages[0], fields={"new_password": exc.messages}) from None
+    return change_password(user=user, password=new_password)
+
+
 def update_profile(*, user: User, display_name: str | None = None) -> User:
     if display_name is not None:
         user.display_name = check_display_name(display_name=display_name, user_id=user.pk)

@@ -1,13 +1,20 @@
 from typing import Any
 
+from django.conf import settings
+from django.contrib.auth import update_session_auth_hash
+from django.core.files.storage import default_storage
 from django.db.models import QuerySet
+from django.http import FileResponse
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, permissions, status
+from rest_framework.authentication import SessionAuthentication
+from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts import selectors, services
+from accounts import avatars, selectors, services
 from accounts.auth import signed_in
 from accounts.models import User
 from accounts.serializers import (
@@ -15,13 +22,14 @@ from accounts.serializers import (
     LoginSerializer,
     LogoutSerializer,
     MeSerializer,
+    PasswordChangeSerializer,
     ProfileUpdateSerializer,
     RefreshTokenSerializer,
     RegisterSerializer,
     TokenPairSerializer,
     UserSerializer,
 )
-from chatproject.errors import Unauthenticated
+from chatproject.errors import NotFound, Unauthenticated, ValidationFailed
 
 
 def client_address(request: Request) -> str:
@@ -125,6 +133,82 @@ class MeView(APIView):
         data.is_valid(raise_exception=True)
         user = services.update_profile(user=signed_in(request), **data.validated_data)
         return Response(MeSerializer(user).data)
+
+
+class PasswordView(APIView):
+    """Change my password. Every other token, session and socket of mine is signed out
+    (4401); this request's session, if it came with one, stays signed in, and the answer
+    carries a new token pair."""
+
+    @extend_schema(request=PasswordChangeSerializer, responses={200: TokenPairSerializer})
+    def post(self, request: Request) -> Response:
+        # A wrong old password is a guess: the sign-in budget of the address applies.
+        services.check_auth_rate(address=client_address(request))
+        user = signed_in(request)
+        data = PasswordChangeSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        services.change_own_password(user=user, **data.validated_data)
+        if isinstance(request.successful_authenticator, SessionAuthentication):
+            # The revocation raised the generation the session hash includes: store the
+            # new hash in this session, so that it alone stays signed in.
+            update_session_auth_hash(request._request, user)
+        return Response(services.issue_tokens(user=user))
+
+
+class AvatarView(APIView):
+    """My picture: upload one (re-encoded, `accounts.avatars`), or remove it."""
+
+    parser_classes = [MultiPartParser]
+
+    @extend_schema(
+        request={
+            "multipart/form-data": {
+                "type": "object",
+                "properties": {"file": {"type": "string", "format": "binary"}},
+            }
+        },
+        responses={200: MeSerializer, 400: None, 413: None, 415: None},
+    )
+    def post(self, request: Request) -> Response:
+        # Refuse an oversized body before reading it (multipart adds a little framing).
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+        if declared > avatars.max_bytes() + 64 * 1024:
+            raise avatars.AvatarTooLarge(f"A picture may be at most {settings.AVATAR_MAX_MB} MB.")
+        user = signed_in(request)
+        upload = request.FILES.get("file")
+        if upload is None:
+            raise ValidationFailed(
+                "Send the picture as multipart field `file`.",
+                fields={"file": ["No file was submitted."]},
+            )
+        avatars.store_avatar(user=user, upload=upload)
+        return Response(MeSerializer(user).data)
+
+    @extend_schema(request=None, responses={204: None})
+    def delete(self, request: Request) -> Response:
+        avatars.remove_avatar(user=signed_in(request))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class AvatarFileView(APIView):
+    """A picture, for any signed-in user. Its name holds a digest of its bytes, so it is
+    cached for good; our own re-encoding, so it is served as what it is, and nothing
+    else."""
+
+    @extend_schema(responses={(200, "image/webp"): OpenApiTypes.BINARY})
+    def get(self, request: Request, name: str) -> FileResponse:
+        signed_in(request)
+        if not avatars.FILE_NAME.match(name):
+            raise NotFound("No such picture.")
+        try:
+            picture = default_storage.open(f"avatars/{name}", "rb")
+        except FileNotFoundError:
+            raise NotFound("No such picture.") from None
+        response = FileResponse(picture, content_type=avatars.CONTENT_TYPE)
+        response["X-Content-Type-Options"] = "nosniff"
+        response["Content-Security-Policy"] = "default-src 'none'; sandbox"
+        response["Cache-Control"] = "private, max-age=31536000, immutable"
+        return response
 
 
 class UserListView(generics.ListAPIView[User]):

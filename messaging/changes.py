@@ -13,6 +13,7 @@ from chatproject import events
 from chatproject.broadcast import broadcast_room_event
 from chatproject.errors import ChatError, Forbidden, ValidationFailed
 from chatproject.text import clean_text
+from messaging import mentions
 from messaging.models import Message, Reaction
 from messaging.stream import advance_position, deleted_frame, lock_room, message_frame, post_notice
 from rooms.models import Room
@@ -54,9 +55,13 @@ def edit_message(*, message: Message, editor: User, content: str) -> Message:
             return message
         check_write_rate(user=editor)
         message.content = content
+        (shown,) = mentions.render_in_room(room.pk, [content], [message.sender_id])
+        mentions.apply(message, shown)
         message.edited_at = timezone.now()
         message.pos = advance_position(room)
-        message.save(update_fields=["content", "edited_at", "pos"])
+        rendered = ["content_html", "mentions", "mentions_room"]
+        message.save(update_fields=["content", *rendered, "edited_at", "pos"])
+        mentions.replace_mentions(message)
         broadcast_room_event(room.pk, message_frame(message, "message_updated"))
     return message
 

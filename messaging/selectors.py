@@ -36,6 +36,19 @@ def history_page(*, room: Room, before: int | None, limit: int) -> tuple[list[Me
     return page[:limit][::-1], has_more
 
 
+def around(*, room: Room, message_id: int, limit: int) -> tuple[list[Message], bool, bool]:
+    """The page of history around a message of the room (the search's jump): `limit // 2`
+    messages before it, it, and the rest after it, oldest first; then whether there are
+    more before and after. Raises MessageNotFound."""
+    target = get_message_in_room(room=room, message_id=message_id)
+    wanted_before = limit // 2
+    wanted_after = max(limit - wanted_before - 1, 0)
+    before = list(_messages(room).filter(seq__lt=target.seq).order_by("-seq")[: wanted_before + 1])
+    after = list(_messages(room).filter(seq__gt=target.seq).order_by("seq")[: wanted_after + 1])
+    page = [*before[:wanted_before][::-1], target, *after[:wanted_after]]
+    return page, len(before) > wanted_before, len(after) > wanted_after
+
+
 def changes_after(*, room: Room, after: int, limit: int) -> tuple[list[Message], bool]:
     """Every message whose latest change has a position above `after`, in `pos` order."""
     page = list(_messages(room).filter(pos__gt=after).order_by("pos")[: limit + 1])

@@ -18,6 +18,7 @@ from chatproject.events import (
 )
 from chatproject.text import has_forbidden_chars
 from messaging.models import Attachment, Message
+from messaging.rendering import render
 
 MAX_ATTACHMENT_URLS = 10
 MAX_TITLE_LENGTH = 200
@@ -34,6 +35,15 @@ class MessageSerializer(serializers.ModelSerializer):
     attachments = serializers.SerializerMethodField()
     reactions = serializers.SerializerMethodField()
     reply_to = serializers.PrimaryKeyRelatedField[Message](read_only=True, allow_null=True)
+    content_html = serializers.CharField(
+        read_only=True, help_text="`content` rendered from Markdown, sanitized; empty if deleted"
+    )
+    mentions = serializers.ListField(
+        child=serializers.IntegerField(),
+        read_only=True,
+        help_text="ids of the users it mentions by @name, and of those online for @here",
+    )
+    mentions_room = serializers.BooleanField(read_only=True, help_text="it says @room")
 
     class Meta:
         model = Message
@@ -45,6 +55,9 @@ class MessageSerializer(serializers.ModelSerializer):
             "sender",
             "type",
             "content",
+            "content_html",
+            "mentions",
+            "mentions_room",
             "title",
             "payload",
             "attachments",
@@ -87,6 +100,9 @@ def message_data(message: Message, *, viewer_id: int | None = None) -> MessageDa
         "sender": None if sender is None else user_brief(sender),
         "type": _TYPES[message.type],
         "content": "" if deleted else message.content,
+        "content_html": "" if deleted else _html(message),
+        "mentions": [] if deleted else message.mentions,
+        "mentions_room": False if deleted else message.mentions_room,
         "title": None if deleted else message.title,
         "payload": {} if deleted else message.payload,
         "attachments": _attachments(message),
@@ -97,6 +113,14 @@ def message_data(message: Message, *, viewer_id: int | None = None) -> MessageDa
         "edited_at": _iso(message.edited_at),
         "deleted": deleted,
     }
+
+
+def _html(message: Message) -> str:
+    """The stored rendering; a message stored before rendering existed is rendered now,
+    without mentions (`manage.py rerender_messages` stores it, with them)."""
+    if message.content_html or not message.content:
+        return message.content_html
+    return render(message.content).html
 
 
 # The stored type as the catalogue's literal (a plain `str`, not the model's enum member).
@@ -208,6 +232,12 @@ class MessageCreateSerializer(serializers.Serializer):
 class MessagePageSerializer(serializers.Serializer):
     results = MessageSerializer(many=True)
     has_more = serializers.BooleanField()
+    has_more_before = serializers.BooleanField(
+        required=False, help_text="`around` only: there are older messages"
+    )
+    has_more_after = serializers.BooleanField(
+        required=False, help_text="`around` only: there are newer messages"
+    )
     pos = serializers.IntegerField(help_text="the room's current stream position")
 
 

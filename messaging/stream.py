@@ -21,6 +21,7 @@ from django.utils import timezone
 from accounts.models import User
 from chatproject import events, metrics
 from chatproject.broadcast import broadcast_room_event
+from messaging import mentions
 from messaging.models import Attachment, Message, Reaction
 from messaging.serializers import message_data
 from rooms.models import Room
@@ -58,7 +59,7 @@ class Draft:
     reply_to: Message | None = None
     files: Sequence[Attachment] = ()  # uploads claimed for it (`posting` checked them)
 
-    def message(self, room: Room, position: int) -> Message:
+    def message(self, room: Room, position: int, shown: mentions.Shown) -> Message:
         message = Message(
             room=room,
             seq=position,
@@ -66,6 +67,9 @@ class Draft:
             sender=self.author,
             type=self.type,
             content=self.content,
+            content_html=shown.html,
+            mentions=shown.mentions,
+            mentions_room=shown.mentions_room,
             title=self.title,
             payload=self.payload,
             attachment_urls=self.attachment_urls,
@@ -95,10 +99,17 @@ def append(room: Room, drafts: Sequence[Draft]) -> list[tuple[Message, events.Me
     files free."""
     if not drafts:
         return []
+    # Markdown to HTML, and the names the batch mentions in one query (`mentions`).
+    shown = mentions.render_in_room(
+        room.pk,
+        [draft.content for draft in drafts],
+        [draft.author.pk if draft.author is not None else None for draft in drafts],
+    )
     last = advance_position(room, new_message=True, count=len(drafts))
     first = last - len(drafts) + 1
-    messages = [draft.message(room, first + k) for k, draft in enumerate(drafts)]
+    messages = [draft.message(room, first + k, shown[k]) for k, draft in enumerate(drafts)]
     Message.objects.bulk_create(messages)
+    mentions.store_mentions(messages)
     stored = []
     for draft, message in zip(drafts, messages, strict=True):
         if draft.files:

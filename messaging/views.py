@@ -16,6 +16,7 @@ from chatproject.errors import ValidationFailed
 from messaging import attachments, changes, posting, selectors, stats
 from messaging.models import Message
 from messaging.serializers import (
+    MAX_ID,
     AttachmentSerializer,
     MessageCreateSerializer,
     MessageEditSerializer,
@@ -58,6 +59,12 @@ class RoomMessagesView(APIView):
             OpenApiParameter("limit", int, description="page size, 1 to 200 (default 50)"),
             OpenApiParameter("before", int, description="history: messages with seq < before"),
             OpenApiParameter("after", int, description="recovery: messages with pos > after"),
+            OpenApiParameter(
+                "around",
+                int,
+                description="a message's id: limit/2 messages before it, it, and the rest "
+                "after it (with has_more_before and has_more_after)",
+            ),
         ],
         responses=MessagePageSerializer,
     )
@@ -67,15 +74,24 @@ class RoomMessagesView(APIView):
         limit = _int_param(request, "limit", default=50, low=1, high=selectors.MAX_PAGE)
         before = _int_param(request, "before", default=None, low=1, high=None)
         after = _int_param(request, "after", default=None, low=0, high=None)
-        if before is not None and after is not None:
-            raise ValidationFailed("Give before or after, not both.")
-        if after is not None:
+        around = _int_param(request, "around", default=None, low=1, high=MAX_ID)
+        if sum(value is not None for value in (before, after, around)) > 1:
+            raise ValidationFailed("Give one of before, after and around.")
+        extra: dict[str, bool] = {}
+        if around is not None:
+            messages, more_before, more_after = selectors.around(
+                room=room, message_id=around, limit=limit
+            )
+            has_more = more_before
+            extra = {"has_more_before": more_before, "has_more_after": more_after}
+        elif after is not None:
             messages, has_more = selectors.changes_after(room=room, after=after, limit=limit)
         else:
             messages, has_more = selectors.history_page(room=room, before=before, limit=limit)
         body = {
             "results": MessageSerializer(messages, many=True, context={"viewer_id": user.pk}).data,
             "has_more": has_more,
+            **extra,
             "pos": selectors.room_position(room_id=room.pk),
         }
         return Response(body)

@@ -6,14 +6,24 @@ A private or direct room the user may not see raises `RoomNotFound` (404), never
 
 from collections import Counter
 from collections.abc import Iterable
+from typing import Any
 
-from django.db.models import Count, IntegerField, OuterRef, Q, QuerySet, Subquery, Value
+from django.db.models import (
+    BooleanField,
+    Count,
+    IntegerField,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Value,
+)
 from django.db.models.functions import Coalesce
 
 from accounts.models import User
 from accounts.selectors import online_user_ids
 from chatproject.errors import ChatError, Forbidden, NotFound
-from messaging.models import Message  # unread counts are counts of messages (see pyproject)
+from messaging.models import Mention, Message  # unread and mention counts (see pyproject)
 from rooms.models import Membership, Room
 
 
@@ -101,7 +111,8 @@ def get_room_for_manager(*, room_id: object, user: User) -> tuple[Room, Membersh
 
 
 def rooms_for_listing(*, user: User, base: QuerySet[Room] | None = None) -> QuerySet[Room]:
-    """Rooms annotated with member_count, my_role and unread_count, in one query."""
+    """Rooms annotated with member_count, my_role, muted, unread_count and
+    mention_count, in one query."""
     mine = Membership.objects.filter(room=OuterRef("pk"), user=user)
     unread = (
         Message.objects.filter(room=OuterRef("pk"), seq__gt=OuterRef("my_last_read"))
@@ -129,6 +140,17 @@ def rooms_for_listing(*, user: User, base: QuerySet[Room] | None = None) -> Quer
         my_role=Subquery(mine.values("role")[:1]),
         my_last_read=Subquery(mine.values("last_read_pos")[:1]),
         unread_count=Coalesce(Subquery(unread, output_field=IntegerField()), Value(0)),
+        muted=Coalesce(
+            Subquery(mine.values("muted")[:1], output_field=BooleanField()), Value(False)
+        ),
+        mention_count=Coalesce(
+            _counted(_mentions_after(OuterRef("pk"), user.pk, OuterRef("my_last_read"))),
+            Value(0),
+        )
+        + Coalesce(
+            _counted(_room_mentions_after(OuterRef("pk"), user.pk, OuterRef("my_last_read"))),
+            Value(0),
+        ),
         # The other member of a direct room (for its name and presence dot).
         peer_id=Subquery(
             Membership.objects.filter(room=OuterRef("pk"))
@@ -163,6 +185,38 @@ def unread_count(*, membership: Membership) -> int:
         .filter(deleted=False)
         .count()
     )
+
+
+def mention_count(*, membership: Membership) -> int:
+    """Mentions of the member after their read marker: the messages that name them or
+    said `@here` while they were online (`Mention` rows), and the `@room` messages of
+    others, not deleted."""
+    room_id, user_id, after = membership.room_id, membership.user_id, membership.last_read_pos
+    return (
+        _mentions_after(room_id, user_id, after).count()
+        + _room_mentions_after(room_id, user_id, after).count()
+    )
+
+
+def _mentions_after(room_id: Any, user_id: int, after: Any) -> QuerySet[Mention]:
+    """The user's Mention rows in the room after `after` (the index on (user, room,
+    seq)), of messages not deleted. `room_id` and `after` may be `OuterRef`s."""
+    return Mention.objects.filter(
+        user_id=user_id, room_id=room_id, seq__gt=after, message__deleted=False
+    )
+
+
+def _room_mentions_after(room_id: Any, user_id: int, after: Any) -> QuerySet[Message]:
+    """The room's `@room` messages after `after`, not the user's own, not deleted."""
+    return Message.objects.filter(
+        room_id=room_id, seq__gt=after, mentions_room=True, deleted=False
+    ).exclude(sender_id=user_id)
+
+
+def _counted(rows: QuerySet[Any]) -> Subquery:
+    """A subquery of how many `rows` there are (per room: they are of one room)."""
+    counted = rows.order_by().values("room").annotate(n=Count("pk")).values("n")
+    return Subquery(counted, output_field=IntegerField())
 
 
 def can_moderate(*, room: Room, user: User) -> bool:

@@ -33,7 +33,7 @@ def direct_peers(rooms: Iterable[Room]) -> dict[int, dict[str, Any]]:
     if not ids:
         return {}
     users = User.objects.filter(pk__in=ids).only(
-        "id", "username", "display_name", "is_bot", "is_guest"
+        "id", "username", "display_name", "is_bot", "is_guest", "avatar"
     )
     return {user.pk: UserBriefSerializer(user).data for user in users}
 
@@ -61,6 +61,12 @@ class RoomSerializer(serializers.ModelSerializer):
     member_count = serializers.IntegerField(read_only=True)
     online_count = serializers.SerializerMethodField()
     unread_count = serializers.IntegerField(read_only=True)
+    mention_count = serializers.IntegerField(
+        read_only=True, help_text="mentions of me after my read marker (@name, @here, @room)"
+    )
+    muted = serializers.BooleanField(
+        read_only=True, help_text="I muted the room: no unread badge, notify on mentions only"
+    )
     my_role = serializers.CharField(read_only=True, allow_null=True)
     created_by = serializers.PrimaryKeyRelatedField[User](read_only=True, allow_null=True)
     peer_id = serializers.IntegerField(
@@ -84,6 +90,8 @@ class RoomSerializer(serializers.ModelSerializer):
             "online_count",
             "last_message_at",
             "unread_count",
+            "mention_count",
+            "muted",
             "is_archived",
             "my_role",
             "pos",
@@ -152,3 +160,15 @@ class ReadStateSerializer(serializers.Serializer):
     room = serializers.IntegerField()
     last_read_seq = serializers.IntegerField()
     unread_count = serializers.IntegerField()
+    mention_count = serializers.IntegerField()
+
+
+class MembershipUpdateSerializer(serializers.Serializer):
+    muted = serializers.BooleanField()
+
+
+class MembershipStateSerializer(ReadStateSerializer):
+    """My membership of a room (`PATCH /api/rooms/{id}/membership/`)."""
+
+    role = serializers.ChoiceField(choices=Membership.Role.choices)
+    muted = serializers.BooleanField()

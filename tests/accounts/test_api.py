@@ -355,7 +355,9 @@ def test_user_list_shows_the_public_fields_only(alice_api, user):
         "last_seen",
         "is_guest",
         "is_bot",
+        "avatar",
     }
+    assert alice["avatar"] is None
 
 
 def test_user_list_search_matches_username_and_display_name(alice_api, user, other_user):

@@ -24,6 +24,9 @@ MESSAGE_KEYS = {
     "sender",
     "type",
     "content",
+    "content_html",
+    "mentions",
+    "mentions_room",
     "title",
     "payload",
     "attachments",
@@ -245,6 +248,8 @@ def test_post_answers_201_with_the_message_in_the_spec_shape(alice_api, room, us
     assert body["sender"] == {"id": user.pk, "username": "alice", "display_name": "Alice"}
     assert body["type"] == "text"
     assert body["content"] == "Hello"
+    assert body["content_html"] == "<p>Hello</p>\n"
+    assert (body["mentions"], body["mentions_room"]) == ([], False)
     assert body["title"] is None
     assert body["payload"] == {}
     assert body["attachments"] == []

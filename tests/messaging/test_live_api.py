@@ -592,6 +592,7 @@ def test_read_marker_moves_unread_count(bob_api, public_room, user):
         "room": public_room.pk,
         "last_read_seq": said[1].seq,
         "unread_count": 2,
+        "mention_count": 0,
     }
     assert listed(bob_api, public_room)["unread_count"] == 2
 

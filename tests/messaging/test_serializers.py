@@ -23,7 +23,9 @@ def drf_representation(message: Message, viewer_id: int | None) -> dict:
     serializer = MessageSerializer(message, context={"viewer_id": viewer_id})
     data = dict(serializers.ModelSerializer.to_representation(serializer, message))
     if message.deleted:
-        data.update(content="", title=None, payload={})
+        data.update(
+            content="", content_html="", mentions=[], mentions_room=False, title=None, payload={}
+        )
     return data
 
 
@@ -31,7 +33,7 @@ def test_message_data_matches_drf_for_every_kind_of_message(user, other_user, st
     room = make_room(owner=user, name="Shapes")
     add_member(room, other_user)
     add_member(room, staff_user)
-    plain, _ = post_message(room=room, author=user, content="héllo <b>", client_id="c1")
+    plain, _ = post_message(room=room, author=user, content="héllo <b> @bob", client_id="c1")
     upload = SimpleUploadedFile("a.txt", b"some text", content_type="text/plain")
     attachment = store_attachment(uploader=user, upload=upload)
     rich, _ = post_message(
@@ -50,7 +52,7 @@ def test_message_data_matches_drf_for_every_kind_of_message(user, other_user, st
     add_reaction(message=plain, user=user, emoji="🎉")
     edited, _ = post_message(room=room, author=user, content="first")
     edit_message(message=edited, editor=user, content="second")
-    gone, _ = post_message(room=room, author=other_user, content="secret", title="t")
+    gone, _ = post_message(room=room, author=other_user, content="secret @room", title="t")
     delete_message(message=gone, actor=other_user, can_moderate=False)
     with transaction.atomic():
         system = post_notice(room=lock_room(room.pk), content="Bob joined")
