@@ -11,8 +11,11 @@ deadlines, so the sweep reads only the entries that expired (`ZRANGEBYSCORE -inf
 its cost follows the number of dead sockets, not the number online.
 
 Each key also belongs to an index (`online`, `room:3`) so that "who is online" and "who
-is in room 3" are answered without scanning. Transitions are atomic: several tabs of one
-user produce one `user_online` and one `user_offline`.
+is in room 3" are answered without scanning, kept in user id order: how many are in a room
+is one O(1) call (`size`), and the first N of them, or the next N after an id, are read
+without reading the rest (`page`), which a room of thousands needs (`room_users`, the
+members endpoint). Transitions are atomic: several tabs of one user produce one
+`user_online` and one `user_offline`.
 
 With `REDIS_URL` the entries live in Redis and every process sees the same state; without
 it they live in this process's memory (one process, by definition).
@@ -24,9 +27,10 @@ announcement beyond the rate and, once the window opens, announces the state as 
 then (so the last word is always right).
 """
 
+import bisect
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from functools import cache
 
 from django.conf import settings
@@ -66,11 +70,15 @@ def key_named(name: str) -> tuple[str, str, int]:
     raise ValueError(f"not a presence entry key: {name!r}")
 
 
+KeyOf = Callable[[int], str]  # an index's member -> its entry key
+
+
 class LocalPresence:
     def __init__(self, ttl: float) -> None:
         self.ttl = ttl
         self._entries: dict[str, dict[str, float]] = {}
         self._indexes: dict[str, set[int]] = {}
+        self._ordered: dict[str, list[int]] = {}  # each index's members, ascending
         self._keys: dict[str, tuple[str, int]] = {}  # entry key -> (index, member)
         self._lock = threading.Lock()
 
@@ -90,8 +98,23 @@ class LocalPresence:
             entries[socket_id] = now + self.ttl
             self._entries[name] = entries
             self._keys[name] = (index, member)
-            self._indexes.setdefault(index, set()).add(member)
+            self._index_add(index, member)
             return len(entries)
+
+    def _index_add(self, index: str, member: int) -> None:
+        members = self._indexes.setdefault(index, set())
+        if member not in members:
+            members.add(member)
+            bisect.insort(self._ordered.setdefault(index, []), member)
+
+    def _index_remove(self, index: str, member: int) -> bool:
+        members = self._indexes.get(index)
+        if members is None or member not in members:
+            return False
+        members.discard(member)
+        ordered = self._ordered[index]
+        del ordered[bisect.bisect_left(ordered, member)]
+        return True
 
     def exit(self, key: tuple[str, str, int], socket_id: str) -> bool:
         """Remove a socket; True when it was the key's last live socket."""
@@ -103,9 +126,7 @@ class LocalPresence:
                 return False
             self._entries.pop(name, None)
             self._keys.pop(name, None)
-            members = self._indexes.get(index)
-            if members is not None:
-                members.discard(member)
+            self._index_remove(index, member)
             return removed
 
     def renew(self, entries: Iterable[tuple[str, str]]) -> None:
@@ -117,11 +138,32 @@ class LocalPresence:
                 if sockets is not None and socket_id in sockets:
                     sockets[socket_id] = deadline
 
-    def members(self, index: str, key_of) -> set[int]:
+    def members(self, index: str, key_of: KeyOf) -> set[int]:
         """The live members of an index; `key_of(member)` names a member's entry key."""
         now = time.monotonic()
         with self._lock:
             return {m for m in self._indexes.get(index, ()) if self._live(key_of(m), now)}
+
+    def size(self, index: str) -> int:
+        """How many members the index holds: O(1). Members whose sockets expired count
+        until the sweep removes them (within PRESENCE_TTL)."""
+        return len(self._indexes.get(index, ()))
+
+    def sizes(self, indexes: list[str]) -> list[int]:
+        return [self.size(index) for index in indexes]
+
+    def page(self, index: str, key_of: KeyOf, *, after: int = 0, limit: int) -> list[int]:
+        """Up to `limit` live members greater than `after`, ascending."""
+        now = time.monotonic()
+        with self._lock:
+            ordered = self._ordered.get(index, [])
+            found: list[int] = []
+            for member in ordered[bisect.bisect_right(ordered, after) :]:
+                if len(found) == limit:
+                    break
+                if self._live(key_of(member), now):
+                    found.append(member)
+            return found
 
     def live(self, names: list[str]) -> list[bool]:
         now = time.monotonic()
@@ -139,9 +181,7 @@ class LocalPresence:
                     continue
                 del self._keys[name]
                 self._entries.pop(name, None)
-                members = self._indexes.get(index, set())
-                if member in members:
-                    members.discard(member)
+                if self._index_remove(index, member):
                     gone.append((index, member))
             return gone
 
@@ -153,13 +193,14 @@ class LocalPresence:
         with self._lock:
             self._entries.clear()
             self._indexes.clear()
+            self._ordered.clear()
             self._keys.clear()
 
 
 # Sweep a batch of expired (entry, socket) pairs, atomically. KEYS: the deadlines, then per
 # pair its entry key and its index; ARGV: now, then per pair its token and its member. A
 # pair renewed since it was read (score now ahead) is left alone; a key is reported when
-# its last socket went and this SREM removed the member: once, whoever else sweeps or exits.
+# its last socket went and this ZREM removed the member: once, whoever else sweeps or exits.
 SWEEP = """
 local now = tonumber(ARGV[1])
 local gone = {}
@@ -170,7 +211,7 @@ for i = 1, (#KEYS - 1) / 2 do
   if score and tonumber(score) <= now then
     redis.call('ZREM', KEYS[1], token)
     redis.call('ZREMRANGEBYSCORE', entry, '-inf', now)
-    if redis.call('ZCARD', entry) == 0 and redis.call('SREM', index, member) == 1 then
+    if redis.call('ZCARD', entry) == 0 and redis.call('ZREM', index, member) == 1 then
       gone[#gone + 1] = i
     end
   end
@@ -180,11 +221,14 @@ return gone
 
 
 class RedisPresence:
-    """Entries: a sorted set per key (socket id -> deadline). Indexes: a set per index.
-    Deadlines: one sorted set of every socket entry (`_token`: key and socket id ->
-    deadline), for the sweep. Entry keys carry no EXPIRE (a renewal is two commands per
-    entry, as before the deadlines): the sweep removes a dead socket from its key, and
-    Redis deletes a sorted set left empty."""
+    """Entries: a sorted set per key (socket id -> deadline). Indexes: a sorted set per
+    index, each member scored by itself (a user id), so that ZCARD counts a room and
+    ZRANGEBYSCORE pages it in id order. Deadlines: one sorted set of every socket entry
+    (`_token`: key and socket id -> deadline), for the sweep. Entry keys carry no EXPIRE
+    (a renewal is two commands per entry, as before the deadlines): the sweep removes a
+    dead socket from its key, and Redis deletes a sorted set left empty."""
+
+    PAGE_SLACK = 16  # candidates read beyond a page, for members expired but not swept
 
     SWEEP_BATCH = 1000  # expired entries per sweep script
 
@@ -198,6 +242,11 @@ class RedisPresence:
     def _k(self, name: str) -> str:
         return f"{self._prefix}:{name}"
 
+    def _index(self, index: str) -> str:
+        # `zindex`, not the `index` of the earlier plain sets: during a rolling deploy the
+        # two versions then never meet a key of the other's type (WRONGTYPE).
+        return self._k(f"zindex:{index}")
+
     def enter(self, key: tuple[str, str, int], socket_id: str) -> int:
         name, index, member = key
         now = time.time()
@@ -205,7 +254,7 @@ class RedisPresence:
         pipe.zremrangebyscore(self._k(name), "-inf", now)
         pipe.zadd(self._k(name), {socket_id: now + self.ttl})
         pipe.zcard(self._k(name))
-        pipe.sadd(self._k(f"index:{index}"), member)
+        pipe.zadd(self._index(index), {str(member): member})
         pipe.zadd(self._deadlines, {_token(name, socket_id): now + self.ttl})
         _, _, count, _, _ = pipe.execute()
         return count
@@ -220,8 +269,8 @@ class RedisPresence:
         removed, _, left, _ = pipe.execute()
         if left:
             return False
-        # Only the process whose SREM removed the member reports the transition.
-        return bool(self._redis.srem(self._k(f"index:{index}"), member)) and bool(removed)
+        # Only the process whose ZREM removed the member reports the transition.
+        return bool(self._redis.zrem(self._index(index), member)) and bool(removed)
 
     def renew(self, entries: Iterable[tuple[str, str]]) -> None:
         deadline = time.time() + self.ttl
@@ -242,10 +291,43 @@ class RedisPresence:
             pipe.zcount(self._k(name), f"({now}", "+inf")
         return [bool(count) for count in pipe.execute()]
 
-    def members(self, index: str, key_of) -> set[int]:
-        candidates = [int(m) for m in self._redis.smembers(self._k(f"index:{index}"))]
+    def members(self, index: str, key_of: KeyOf) -> set[int]:
+        raw: list[bytes] = self._redis.zrange(self._index(index), 0, -1)  # type: ignore[assignment]
+        candidates = [int(m) for m in raw]
         alive = self.live([key_of(m) for m in candidates])
         return {m for m, ok in zip(candidates, alive, strict=True) if ok}
+
+    def size(self, index: str) -> int:
+        """How many members the index holds: ZCARD, O(1). Members whose sockets expired
+        count until the sweep removes them (within PRESENCE_TTL)."""
+        return int(self._redis.zcard(self._index(index)))
+
+    def sizes(self, indexes: list[str]) -> list[int]:
+        if not indexes:
+            return []
+        pipe = self._redis.pipeline(transaction=False)
+        for index in indexes:
+            pipe.zcard(self._index(index))
+        return [int(n) for n in pipe.execute()]
+
+    def page(self, index: str, key_of: KeyOf, *, after: int = 0, limit: int) -> list[int]:
+        """Up to `limit` live members greater than `after`, ascending: reads about
+        `limit` candidates, not the whole index."""
+        found: list[int] = []
+        while len(found) < limit:
+            want = limit - len(found) + self.PAGE_SLACK
+            raw: list[bytes] = self._redis.zrangebyscore(  # type: ignore[assignment]
+                self._index(index), f"({after}", "+inf", start=0, num=want
+            )
+            candidates = [int(m) for m in raw]
+            if not candidates:
+                break
+            alive = self.live([key_of(m) for m in candidates])
+            found.extend(m for m, ok in zip(candidates, alive, strict=True) if ok)
+            if len(candidates) < want:
+                break
+            after = candidates[-1]
+        return found[:limit]
 
     def sweep(self) -> list[tuple[str, int]]:
         """(index, member) of every key whose last socket expired: removed and returned
@@ -269,7 +351,7 @@ class RedisPresence:
                 except ValueError:  # not ours: drop it, or it would be read every sweep
                     self._redis.zrem(self._deadlines, token)
                     continue
-                keys += [self._k(name), self._k(f"index:{index}")]
+                keys += [self._k(name), self._index(index)]
                 args += [token, member]
                 pairs.append((index, member))
             if pairs:
@@ -311,6 +393,41 @@ def online_user_ids(user_ids: Iterable[int] | None = None) -> set[int]:
     return {uid for uid, ok in zip(user_ids, alive, strict=True) if ok}
 
 
+def room_index(room_id: int) -> str:
+    """The index of the users present in a room."""
+    return f"room:{room_id}"
+
+
 def room_user_ids(room_id: int) -> set[int]:
     """Users with at least one socket subscribed to the room, on any process."""
-    return presence().members(f"room:{room_id}", lambda uid: room_key(room_id, uid)[0])
+    return presence().members(room_index(room_id), lambda uid: room_key(room_id, uid)[0])
+
+
+def room_size(room_id: int) -> int:
+    """How many users are present in the room: one O(1) call (users of a process that
+    died count until the sweep, within PRESENCE_TTL)."""
+    return presence().size(room_index(room_id))
+
+
+def room_sizes(room_ids: list[int]) -> dict[int, int]:
+    """`room_size` of each room, in one round trip."""
+    sizes = presence().sizes([room_index(r) for r in room_ids])
+    return dict(zip(room_ids, sizes, strict=True))
+
+
+def room_user_page(room_id: int, *, after: int = 0, limit: int) -> list[int]:
+    """Up to `limit` users present in the room with an id above `after`, ascending."""
+    return presence().page(
+        room_index(room_id), lambda uid: room_key(room_id, uid)[0], after=after, limit=limit
+    )
+
+
+def room_users_sample(room_id: int, limit: int) -> tuple[list[int], int]:
+    """(the users present in the room with the `limit` lowest ids, how many are present).
+    A small room is read whole and counted exactly; a big one is counted in O(1) and only
+    `limit` of it are read."""
+    size = room_size(room_id)
+    if size <= limit:
+        ids = sorted(room_user_ids(room_id))
+        return ids, len(ids)
+    return room_user_page(room_id, limit=limit), size

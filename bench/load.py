@@ -3,6 +3,7 @@
     python bench/load.py                      # every scenario (under 10 minutes)
     python bench/load.py --quick              # shorter steps, 1,000 idle sockets (~2 min)
     python bench/load.py fanout100 write      # some scenarios
+    python bench/load.py bigroom              # 5,000 sockets join one room (~7-10 minutes)
     python bench/load.py --markdown docs/PERFORMANCE-tables.md
 
 Servers run pinned to core 0 (`taskset -c 0`), this generator on core 1; PostgreSQL and
@@ -29,8 +30,15 @@ from pathlib import Path
 from typing import Any
 
 import report
-from scenarios import SCENARIOS, Config, Context
+import scenario_bigroom
+from scenarios import SCENARIOS, Config, Context, Scenario
 from servers import BENCH, GENERATOR_CORE, ROOT
+
+# 5,000 sockets join one room, then 10 msg/s into it (bench/scenario_bigroom.py).
+SCENARIOS["bigroom"] = Scenario(
+    users=scenario_bigroom.users, rooms=scenario_bigroom.rooms, run=scenario_bigroom.run
+)
+report.RENDERERS["bigroom"] = scenario_bigroom.tables
 
 PG = {"host": "127.0.0.1", "port": "5432", "user": "postgres", "database": "bench"}
 DATABASE_URL = f"postgres://{PG['user']}@{PG['host']}:{PG['port']}/{PG['database']}"

@@ -9,6 +9,12 @@ unsubscribes and closes; the registry records it in the shared presence store
 - `user_joined` / `user_left` when a user's first socket subscribes to a room / last
   socket leaves it.
 
+Big rooms (more than ROOM_USERS_MAX users present) are told differently, or every join
+would send a frame to every member and joining N sockets would cost N² deliveries: their
+joins and leaves are gathered per process and go out as one `room_presence` frame
+(`PresenceBatches`), and `user_online` / `user_offline` are not sent to them (status
+subscribers still get them). The size of a room is one O(1) call to the presence store.
+
 One task per process renews the presence entries of every local socket and sweeps the
 entries of processes that died, instead of one timer per socket.
 
@@ -45,6 +51,8 @@ from chatproject.broadcast import publish, room_group, status_group
 from chatproject.logs import get_logger
 from chatproject.transport import is_draining
 from messaging import stats
+from messaging.roompresence import PresenceBatches, is_big
+from messaging.roompresence import room_sizes_now as _room_sizes
 from rooms.selectors import user_room_ids
 
 if TYPE_CHECKING:  # the consumer registers itself here: a runtime import would be a cycle
@@ -71,16 +79,21 @@ _announcement_allowed = sync_to_async(
 
 Announce = Callable[[], Awaitable[None]]
 
+STATS_EVERY = 0.5  # seconds: how stale /api/stats/ may be about this process
+
 
 class LocalSockets:
     def __init__(self) -> None:
         self._sockets: set[ChatConsumer] = set()
         self._leaving = 0
+        self._stats_due: asyncio.TimerHandle | None = None
+        self._stats_loop: asyncio.AbstractEventLoop | None = None
         self._heartbeat: asyncio.Task | None = None
         # Announcements held back (`_gated`): key -> (timer, announce the state then).
         self._held: dict[str, tuple[asyncio.TimerHandle, Announce]] = {}
         self._held_in: asyncio.AbstractEventLoop | None = None  # the loop of those timers
         self._settling: set[asyncio.Task] = set()
+        self.batches = PresenceBatches()
 
     def __len__(self) -> int:
         """Sockets open, and sockets still leaving (the drain waits for both, so that
@@ -102,7 +115,7 @@ class LocalSockets:
             self._heartbeat = asyncio.get_running_loop().create_task(
                 self._beat(), context=contextvars.Context()
             )
-        await _publish_stats(len(self._sockets))
+        self._publish_stats_soon()
         if count == 1:
             user = consumer.me
             await self._gated(
@@ -117,7 +130,14 @@ class LocalSockets:
         self._leaving += 1
         try:
             metrics.CONNECTIONS.set(len(self._sockets))
-            await _publish_stats(len(self._sockets))
+            self._publish_stats_soon()
+            if is_draining() and settings.REDIS_URL:
+                # A drain hands its sockets to the other processes (1012: come back at
+                # once). Their presence entries stay, so the user's new socket is not a
+                # first one: a restart announces nothing to anyone. Entries not renewed
+                # expire within PRESENCE_TTL, and the sweep announces a user who did not
+                # come back as offline then (with last_seen).
+                return
             for room_id in list(consumer.rooms):
                 await self.leave_room(consumer, room_id)
             if await _store("exit", user_key(consumer.me.pk), consumer.socket_id):
@@ -130,6 +150,25 @@ class LocalSockets:
         finally:
             self._leaving -= 1
 
+    def _publish_stats_soon(self) -> None:
+        """Publish this process's connection count within STATS_EVERY seconds: one Redis
+        write per period, not one per socket opened or closed (a reconnect storm opens
+        thousands a second)."""
+        loop = asyncio.get_running_loop()
+        if self._stats_due is not None and self._stats_loop is loop:
+            return  # one is due (a timer of an ended loop, in tests, never runs)
+        self._stats_loop = loop
+
+        def publish() -> None:
+            self._stats_due = None
+            task = loop.create_task(
+                _publish_stats(len(self._sockets)), context=contextvars.Context()
+            )
+            self._settling.add(task)  # the loop keeps only a weak reference
+            task.add_done_callback(self._settling.discard)
+
+        self._stats_due = loop.call_later(STATS_EVERY, publish)
+
     async def close_all(self, *, code: int) -> None:
         """Ask every local socket to close (the drain on SIGTERM), and announce what was
         held back: no timer of this process will run."""
@@ -137,12 +176,18 @@ class LocalSockets:
             timer.cancel()
             del self._held[key]
             await self._settle(key, settle)
+        await self.batches.flush_all()
         for consumer in list(self._sockets):
             await consumer.close(code=code)
 
     async def enter_room(self, consumer: "ChatConsumer", room_id: int) -> None:
         if await _store("enter", room_key(room_id, consumer.me.pk), consumer.socket_id) == 1:
             user = consumer.me
+            present = (await _room_sizes([room_id]))[room_id]
+            if is_big(present):
+                # Batched: a room's frames are bounded per period, whoever comes and goes.
+                self.batches.joined(room_id, events.user_brief(user), present=present)
+                return
             await self._gated(
                 announcement_key(user.pk, room_id),
                 lambda: _in_room(room_id, user, present=True),
@@ -152,6 +197,10 @@ class LocalSockets:
     async def leave_room(self, consumer: "ChatConsumer", room_id: int) -> None:
         if await _store("exit", room_key(room_id, consumer.me.pk), consumer.socket_id):
             user = consumer.me
+            present = (await _room_sizes([room_id]))[room_id]
+            if is_big(present + 1):  # with the user
+                self.batches.left(room_id, user.pk, present=present)
+                return
             await self._gated(
                 announcement_key(user.pk, room_id),
                 lambda: _in_room(room_id, user, present=False),
@@ -256,10 +305,15 @@ async def _in_room(room_id: int, user: User, *, present: bool | None = None) -> 
 
 
 async def _announce(user_id: int, event: events.UserStatus) -> None:
-    """To the user's status subscribers and to every room the user belongs to."""
+    """To the user's status subscribers and to every room the user belongs to, but big
+    rooms: there each socket coming online would reach every member (their
+    `room_presence` says who is in the room; `subscribe_status` follows anyone)."""
     publish(status_group(user_id), event)
-    for room_id in await database_sync_to_async(user_room_ids)(user_id=user_id):
-        publish(room_group(room_id), event)
+    room_ids = await database_sync_to_async(user_room_ids)(user_id=user_id)
+    sizes = await _room_sizes(room_ids) if room_ids else {}
+    for room_id in room_ids:
+        if not is_big(sizes[room_id]):
+            publish(room_group(room_id), event)
 
 
 async def sweep() -> None:
@@ -273,7 +327,11 @@ async def sweep() -> None:
     if not gone and not left:
         return
     briefs = await database_sync_to_async(user_briefs)({*gone, *(u for _, u in left)})
+    sizes = await _room_sizes(sorted({room_id for room_id, _ in left})) if left else {}
     for room_id, user_id in left:
+        if is_big(sizes[room_id] + 1):
+            local_sockets.batches.left(room_id, user_id, present=sizes[room_id])
+            continue
         # A user deleted meanwhile is still named by id.
         user = briefs.get(user_id) or events.UserBrief(id=user_id, username="", display_name="")
         publish(room_group(room_id), events.user_left(room=room_id, user=user))

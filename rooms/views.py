@@ -1,22 +1,27 @@
+import base64
 from typing import Any
 
 from django.db.models import QuerySet
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.utils.urls import replace_query_param
 from rest_framework.views import APIView
 
 from accounts.auth import signed_in
+from accounts.presence import room_user_page
 from accounts.selectors import get_active_user, online_user_ids
-from chatproject.errors import Forbidden
+from chatproject.errors import Forbidden, NotFound
 from rooms import selectors, services
 from rooms.models import Membership, Room
 from rooms.serializers import (
     DirectRoomSerializer,
     MemberSerializer,
     MemberSetSerializer,
+    MembershipStateSerializer,
+    MembershipUpdateSerializer,
     ReadMarkerSerializer,
     ReadStateSerializer,
     RoomCreateSerializer,
@@ -102,7 +107,19 @@ class RoomViewSet(viewsets.GenericViewSet):
         services.leave_room(room=room, user=user)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
-    @extend_schema(methods=["GET"], responses=MemberSerializer(many=True))
+    @extend_schema(
+        methods=["GET"],
+        responses=MemberSerializer(many=True),
+        parameters=[
+            OpenApiParameter(
+                "online",
+                bool,
+                description="true: only the members present in the room now (a socket "
+                "subscribed to it), by user id, cursor-paged: the rest of `room_users`",
+            ),
+            OpenApiParameter("limit", int, description="page size, 1 to 200 (default 50)"),
+        ],
+    )
     @extend_schema(methods=["POST"], request=MemberSetSerializer, responses=MemberSerializer)
     @action(detail=True, methods=["get", "post"], ordering="pk")
     def members(self, request: Request, pk: str) -> Response:
@@ -121,6 +138,34 @@ class RoomViewSet(viewsets.GenericViewSet):
                 status=status.HTTP_200_OK,
             )
         room = selectors.get_visible_room(room_id=pk, user=actor)
+        if request.query_params.get("online") in ("true", "1"):
+            # Who is in the room now, read from the presence store's index in user id
+            # order: a page of a room of thousands reads about one page of it. The
+            # cursor is the last id shown; only `next` is offered.
+            limit = self.paginator.get_page_size(request) or 50  # type: ignore[union-attr]
+            cursor = request.query_params.get("cursor")
+            try:
+                after = (
+                    int(base64.urlsafe_b64decode(cursor).decode().removeprefix("u="))
+                    if cursor
+                    else 0
+                )
+            except (ValueError, UnicodeDecodeError):
+                raise NotFound("Invalid cursor.") from None
+            if not 0 <= after < 2**63:
+                raise NotFound("Invalid cursor.")
+            ids = room_user_page(room.pk, after=after, limit=limit + 1)
+            shown = ids[:limit]
+            present = Membership.objects.filter(room=room, user_id__in=shown).select_related("user")
+            context = {"online_ids": set(shown)}
+            rows = MemberSerializer(
+                sorted(present, key=lambda m: m.user_id), many=True, context=context
+            ).data
+            following = None
+            if len(ids) > limit:
+                token = base64.urlsafe_b64encode(f"u={shown[-1]}".encode()).decode()
+                following = replace_query_param(request.build_absolute_uri(), "cursor", token)
+            return Response({"next": following, "previous": None, "results": rows})
         memberships = Membership.objects.filter(room=room).select_related("user")
         page = self.paginate_queryset(memberships)
         online = online_user_ids([m.user_id for m in page or []])
@@ -139,6 +184,21 @@ class RoomViewSet(viewsets.GenericViewSet):
         )
         return Response(read_state(membership))
 
+    @extend_schema(request=MembershipUpdateSerializer, responses=MembershipStateSerializer)
+    @action(detail=True, methods=["patch"], url_path="membership")
+    def membership(self, request: Request, pk: str) -> Response:
+        """My membership: mute or unmute the room (members only)."""
+        user = signed_in(request)
+        room = selectors.get_visible_room(room_id=pk, user=user)
+        if selectors.get_membership(room=room, user=user) is None:
+            raise Forbidden("Only members can mute a room.")
+        data = MembershipUpdateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        membership = services.set_muted(room=room, user=user, muted=data.validated_data["muted"])
+        return Response(
+            {**read_state(membership), "role": membership.role, "muted": membership.muted}
+        )
+
     @extend_schema(request=None, responses={204: None})
     @action(detail=True, methods=["delete"], url_path=r"members/(?P<user_id>\d+)")
     def remove_member(self, request: Request, pk: str, user_id: str) -> Response:
@@ -154,6 +214,7 @@ def read_state(membership: Membership) -> dict[str, Any]:
         "room": membership.room_id,
         "last_read_seq": membership.last_read_pos,
         "unread_count": selectors.unread_count(membership=membership),
+        "mention_count": selectors.mention_count(membership=membership),
     }
 
 
