@@ -299,6 +299,29 @@ def socketio_tables(name: str, r: dict[str, Any]) -> list[Table]:
     return found
 
 
+def reconnect_tables(name: str, r: dict[str, Any]) -> list[Table]:
+    """The reconnect storm (bench/scenario_reconnect.py)."""
+    rows = [
+        [
+            "sockets (rooms each, room size)",
+            f"{r['sockets']} ({r['rooms_per_socket']}, {r['room_size']})",
+        ],
+        [
+            "first connect: wall s, server ms/socket",
+            f"{r['first_connect_s']}, {r['first_connect_server_ms_per_socket']}",
+        ],
+        ["closed by the drain with 1012", str(r["closed_with_1012"])],
+        ["all back on B within (s)", str(r["recovered_s"])],
+        ["server CPU on B per socket (ms)", str(r["storm_server_ms_per_socket"])],
+        ["posted during the storm", str(r["posted_during_storm"])],
+        [
+            "rooms behind at the end, gaps, duplicates",
+            f"{r['rooms_behind_at_end']}, {r['gaps']}, {r['duplicates']}",
+        ],
+    ]
+    return [(f"{name}: a drain's 1012 storm, reconnected to a second process", ["", "value"], rows)]
+
+
 RENDERERS: dict[str, Callable[[str, dict[str, Any]], list[Table]]] = {
     "fanout100": fanout_tables,
     "fanout1000": fanout_tables,
@@ -306,6 +329,7 @@ RENDERERS: dict[str, Callable[[str, dict[str, Any]], list[Table]]] = {
     "write": write_tables,
     "redis2": redis2_tables,
     "socketio": socketio_tables,
+    "reconnect": reconnect_tables,
 }
 
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import scenario_reconnect
 import scenario_socketio
 from fanout import GENERATOR_BOUND, MARKER, Member, Sender, measure_step, settle, sweep
 from servers import (
@@ -424,6 +425,10 @@ SCENARIOS: dict[str, Scenario] = {
         users=lambda c: c.redis_members,
         rooms=lambda c, first: {"redis2": _span(first, c.redis_members)},
         run=redis2,
+    ),
+    # A drain's reconnect storm onto a second process (bench/scenario_reconnect.py).
+    "reconnect": Scenario(
+        users=scenario_reconnect.users, rooms=scenario_reconnect.rooms, run=scenario_reconnect.run
     ),
     # Socket.IO clients beside native ones (bench/scenario_socketio.py).
     "socketio": Scenario(

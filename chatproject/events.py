@@ -42,6 +42,11 @@ class Person(Protocol):
     is_bot: bool
     is_guest: bool
 
+    @property
+    def avatar_url(self) -> str:
+        """The picture's URL, "" when the user has none."""
+        ...
+
 
 # ----------------------------------------------------------------- the objects inside
 
@@ -49,13 +54,15 @@ class Person(Protocol):
 class UserBrief(TypedDict):
     """A user as frames and messages name them. `is_bot` (an integration key's bot) and
     `is_guest` (a guest's nickname, SPEC 9.3) are present, and true, only for those: a
-    person who registered is the brief without them."""
+    person who registered is the brief without them. `avatar`: the URL of the user's
+    picture, present only when they uploaded one (else the page draws initials)."""
 
     id: int
     username: str
     display_name: str
     is_bot: NotRequired[Literal[True]]
     is_guest: NotRequired[Literal[True]]
+    avatar: NotRequired[str]
 
 
 class FileData(TypedDict):
@@ -94,6 +101,12 @@ class MessageData(TypedDict):
     sender: UserBrief | None
     type: MessageType
     content: str
+    # `content` rendered from Markdown and sanitized (`messaging.rendering`); "" when deleted.
+    content_html: str
+    # Users mentioned by `@username` (members) or `@here` (members online when it was
+    # sent); `mentions_room`: it says `@room` (every member).
+    mentions: list[int]
+    mentions_room: bool
     title: str | None
     payload: dict[str, Any]
     attachments: list[FileData | LinkData]
@@ -123,9 +136,25 @@ class Authenticated(TypedDict):
     user: UserBrief
     connection: str  # this socket's id, as the server's logs name it (`socket_id`)
     expires_at: int | None  # epoch seconds when the access token ends (None: a session)
+    user_pos: int  # the position of the user's own stream (SPEC 12)
     server: str  # the server's version
     limits: Limits
     ref: NotRequired[Ref]
+
+
+class JoinedRoom(TypedDict):
+    """A room a batched `join` subscribed to, and its position."""
+
+    room: int
+    pos: int
+
+
+class RefusedRoom(TypedDict):
+    """A room a batched `join` did not subscribe to, and why (an `error` frame's code)."""
+
+    room: int
+    code: str
+    message: str
 
 
 class AckFields(TypedDict, total=False):
@@ -133,9 +162,12 @@ class AckFields(TypedDict, total=False):
 
     room: int  # join, leave, message, typing, read
     pos: int  # join: the room's position
+    rooms: list[JoinedRoom]  # join with `rooms`: those subscribed to
+    refused: list[RefusedRoom]  # join with `rooms`: those that were not
     message: MessageData  # message: the stored message
     last_read_seq: int  # read
     unread_count: int  # read
+    mention_count: int  # read
     user_id: int  # subscribe_status, unsubscribe_status
     username: str  # subscribe_status
     is_online: bool  # subscribe_status
@@ -197,9 +229,26 @@ class RoomPresence(TypedDict):
 
 
 class RoomUsers(TypedDict):
+    """Who is in the room, sent after the `join` ack: at most ROOM_USERS_MAX of them (the
+    lowest ids), and `count`, how many are present (the rest: `GET
+    /api/rooms/{id}/members/?online=true`)."""
+
     type: Literal["room_users"]
     room: int
     users: list[UserBrief]
+    count: int
+
+
+class PresenceBatch(TypedDict):
+    """A big room's joins and leaves of one period (`roompresence.batch_period`), not a
+    `user_joined` / `user_left` each: a user is in one of the two lists, the one of their
+    state at the end of the period; `count` is how many are present then."""
+
+    type: Literal["room_presence"]
+    room: int
+    joined: list[UserBrief]
+    left: list[int]
+    count: int
 
 
 class UserStatus(TypedDict):
@@ -217,22 +266,71 @@ class Typing(TypedDict):
     is_typing: bool
 
 
-class RoomChanged(TypedDict):
-    """`room_added`: the user was added to a room (fetch it, join it); `room_deleted`:
-    the room is gone; `room_purged`: its history was removed (clear it)."""
+class RoomPurged(TypedDict):
+    """The room's history was removed (clear it)."""
 
-    type: Literal["room_added", "room_deleted", "room_purged"]
+    type: Literal["room_purged"]
     room: int
+
+
+class RoomDeleted(TypedDict):
+    """The room is gone. Its members get it in their own stream (with `user_pos`); a
+    socket that was only reading the room gets it from the room, without: clients treat
+    it as idempotent."""
+
+    type: Literal["room_deleted"]
+    room: int
+    user_pos: NotRequired[int]
+
+
+# ------------------------------------------- the user's own stream (SPEC 12, `user_pos`)
+
+
+class RoomMembership(TypedDict):
+    """`room_added`: the user was added to a room (invited, a new direct room, joined on
+    another device): fetch it, join it. `room_removed`: the user left or was removed."""
+
+    type: Literal["room_added", "room_removed"]
+    room: int
+    user_pos: int
+
+
+class RoomUpdated(TypedDict):
+    """A room of the user's was renamed, described, archived or unarchived."""
+
+    type: Literal["room_updated"]
+    room: int
+    name: str
+    description: str
+    is_archived: bool
+    user_pos: int
+
+
+class MembershipChanged(TypedDict):
+    """The user's role in a room changed, or the user muted or unmuted it."""
+
+    type: Literal["membership_changed"]
+    room: int
+    role: str
+    muted: bool
+    user_pos: int
+
+
+class RoomRead(TypedDict):
+    """The user's read marker in a room moved (on this socket or any other)."""
+
+    type: Literal["room_read"]
+    room: int
+    last_read_seq: int
+    unread_count: int
+    mention_count: int
+    user_pos: int
+
+
+UserStreamFrame = RoomMembership | RoomUpdated | RoomDeleted | MembershipChanged | RoomRead
 
 
 # ------------------------------------------------------------ control events (internal)
-
-
-class RoomRevoked(TypedDict):
-    """The user left or was removed: their sockets stop receiving the room."""
-
-    type: Literal["room_revoked"]
-    room: int
 
 
 class UserDeactivated(TypedDict):
@@ -268,11 +366,13 @@ ClientFrame = (
     | ReactionChanged
     | RoomPresence
     | RoomUsers
+    | PresenceBatch
     | UserStatus
     | Typing
-    | RoomChanged
+    | RoomPurged
+    | UserStreamFrame
 )
-ControlEvent = RoomRevoked | UserDeactivated | CredentialsRevoked | SessionEnded
+ControlEvent = UserDeactivated | CredentialsRevoked | SessionEnded
 Event = ClientFrame | ControlEvent
 
 CLIENT_FRAMES: dict[str, type] = {
@@ -288,15 +388,20 @@ CLIENT_FRAMES: dict[str, type] = {
     "user_joined": RoomPresence,
     "user_left": RoomPresence,
     "room_users": RoomUsers,
+    "room_presence": PresenceBatch,
     "user_online": UserStatus,
     "user_offline": UserStatus,
     "typing": Typing,
-    "room_added": RoomChanged,
-    "room_deleted": RoomChanged,
-    "room_purged": RoomChanged,
+    "room_purged": RoomPurged,
+    "room_deleted": RoomDeleted,
+    "room_added": RoomMembership,
+    "room_removed": RoomMembership,
+    "room_updated": RoomUpdated,
+    "membership_changed": MembershipChanged,
+    "room_read": RoomRead,
 }
+
 CONTROL_EVENTS: dict[str, type] = {
-    "room_revoked": RoomRevoked,
     "user_deactivated": UserDeactivated,
     "credentials_revoked": CredentialsRevoked,
     "session_ended": SessionEnded,
@@ -313,29 +418,45 @@ def user_brief(user: Person) -> UserBrief:
         display_name=user.display_name,
         is_bot=user.is_bot,
         is_guest=user.is_guest,
+        avatar=user.avatar_url,
     )
 
 
 def brief_of(
-    *, pk: int, username: str, display_name: str, is_bot: bool = False, is_guest: bool = False
+    *,
+    pk: int,
+    username: str,
+    display_name: str,
+    is_bot: bool = False,
+    is_guest: bool = False,
+    avatar: str = "",
 ) -> UserBrief:
-    """A `UserBrief` from a user's values (a query's rows, a message's sender)."""
+    """A `UserBrief` from a user's values (a query's rows, a message's sender). `avatar`:
+    the picture's URL (`accounts.avatars.avatar_url`), "" for none."""
     brief: UserBrief = {"id": pk, "username": username, "display_name": display_name}
     if is_bot:
         brief["is_bot"] = True
     if is_guest:
         brief["is_guest"] = True
+    if avatar:
+        brief["avatar"] = avatar
     return brief
 
 
 def authenticated(
-    *, user: UserBrief, connection: str, expires_at: int | None, ref: Ref | None = None
+    *,
+    user: UserBrief,
+    connection: str,
+    expires_at: int | None,
+    user_pos: int,
+    ref: Ref | None = None,
 ) -> Authenticated:
     frame: Authenticated = {
         "type": "authenticated",
         "user": user,
         "connection": connection,
         "expires_at": expires_at,
+        "user_pos": user_pos,
         "server": SERVER_VERSION,
         "limits": {
             "max_message_length": settings.MAX_MESSAGE_LENGTH,
@@ -416,8 +537,20 @@ def user_left(*, room: int, user: UserBrief) -> RoomPresence:
     return {"type": "user_left", "room": room, "user": user}
 
 
-def room_users(*, room: int, users: Iterable[UserBrief]) -> RoomUsers:
-    return {"type": "room_users", "room": room, "users": list(users)}
+def room_users(*, room: int, users: Iterable[UserBrief], count: int) -> RoomUsers:
+    return {"type": "room_users", "room": room, "users": list(users), "count": count}
+
+
+def room_presence(
+    *, room: int, joined: Iterable[UserBrief], left: Iterable[int], count: int
+) -> PresenceBatch:
+    return {
+        "type": "room_presence",
+        "room": room,
+        "joined": list(joined),
+        "left": list(left),
+        "count": count,
+    }
 
 
 def user_status(
@@ -437,20 +570,59 @@ def typing(*, room: int, user: UserBrief, is_typing: bool) -> Typing:
     return {"type": "typing", "room": room, "user": user, "is_typing": is_typing}
 
 
-def room_added(room: int) -> RoomChanged:
-    return {"type": "room_added", "room": room}
-
-
-def room_deleted(room: int) -> RoomChanged:
-    return {"type": "room_deleted", "room": room}
-
-
-def room_purged(room: int) -> RoomChanged:
+def room_purged(room: int) -> RoomPurged:
     return {"type": "room_purged", "room": room}
 
 
-def room_revoked(room: int) -> RoomRevoked:
-    return {"type": "room_revoked", "room": room}
+def room_deleted(room: int, *, user_pos: int | None = None) -> RoomDeleted:
+    frame: RoomDeleted = {"type": "room_deleted", "room": room}
+    if user_pos is not None:
+        frame["user_pos"] = user_pos
+    return frame
+
+
+def room_added(room: int, *, user_pos: int) -> RoomMembership:
+    return {"type": "room_added", "room": room, "user_pos": user_pos}
+
+
+def room_removed(room: int, *, user_pos: int) -> RoomMembership:
+    return {"type": "room_removed", "room": room, "user_pos": user_pos}
+
+
+def room_updated(
+    room: int, *, name: str, description: str, is_archived: bool, user_pos: int
+) -> RoomUpdated:
+    return {
+        "type": "room_updated",
+        "room": room,
+        "name": name,
+        "description": description,
+        "is_archived": is_archived,
+        "user_pos": user_pos,
+    }
+
+
+def membership_changed(room: int, *, role: str, muted: bool, user_pos: int) -> MembershipChanged:
+    return {
+        "type": "membership_changed",
+        "room": room,
+        "role": role,
+        "muted": muted,
+        "user_pos": user_pos,
+    }
+
+
+def room_read(
+    room: int, *, last_read_seq: int, unread_count: int, mention_count: int, user_pos: int
+) -> RoomRead:
+    return {
+        "type": "room_read",
+        "room": room,
+        "last_read_seq": last_read_seq,
+        "unread_count": unread_count,
+        "mention_count": mention_count,
+        "user_pos": user_pos,
+    }
 
 
 def user_deactivated() -> UserDeactivated:

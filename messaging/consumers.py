@@ -20,8 +20,8 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from accounts.models import User
-from accounts.presence import online_user_ids, room_user_ids
-from accounts.selectors import get_active_user, signed_in_still, user_briefs
+from accounts.presence import online_user_ids, room_users_sample
+from accounts.selectors import get_active_user, stream_position_if_signed_in, user_briefs
 from accounts.sessions import session_expiry
 from accounts.tokens import user_for_access_token
 from chatproject import events, metrics
@@ -42,9 +42,10 @@ from messaging.sockets import local_sockets
 from messaging.stream import change_frame
 from messaging.typists import TypingRelay
 from messaging.writer import group_commit
+from rooms import userstream
 from rooms.models import Room
-from rooms.selectors import get_visible_room, unread_count
-from rooms.services import enter_room, mark_read
+from rooms.selectors import get_visible_room, mention_count, unread_count
+from rooms.services import enter_room, enter_rooms, mark_read
 
 log = get_logger(__name__)
 
@@ -85,6 +86,16 @@ def _room_position(room_id: int) -> int:
 
 
 @database_sync_to_async
+def _enter_rooms(user: User, room_ids: list[int]) -> tuple[list[Room], dict[int, ChatError]]:
+    return enter_rooms(room_ids=room_ids, user=user)
+
+
+@database_sync_to_async
+def _room_positions(room_ids: list[int]) -> dict[int, int]:
+    return dict(Room.objects.filter(pk__in=room_ids).values_list("pk", "pos"))
+
+
+@database_sync_to_async
 def _replay_batch(
     room: Room, after: int, viewer_id: int
 ) -> tuple[list[events.MessageFrame | events.MessageDeleted], bool]:
@@ -93,9 +104,23 @@ def _replay_batch(
 
 
 @database_sync_to_async
-def _room_users(room_id: int) -> list[events.UserBrief]:
-    briefs = user_briefs(room_user_ids(room_id))
-    return [briefs[uid] for uid in sorted(briefs)]
+def _room_users(room_id: int) -> tuple[list[events.UserBrief], int]:
+    """(up to ROOM_USERS_MAX of the users present, by lowest id; how many are present):
+    a big room costs the same per join as a room of ROOM_USERS_MAX."""
+    user_ids, count = room_users_sample(room_id, settings.ROOM_USERS_MAX)
+    briefs = user_briefs(user_ids)
+    return [briefs[uid] for uid in sorted(briefs)], count
+
+
+@database_sync_to_async
+def _rooms_users(room_ids: list[int]) -> dict[int, tuple[list[events.UserBrief], int]]:
+    """`_room_users` of many rooms, with one query for all their users' briefs."""
+    samples = {r: room_users_sample(r, settings.ROOM_USERS_MAX) for r in room_ids}
+    briefs = user_briefs({uid for user_ids, _ in samples.values() for uid in user_ids})
+    return {
+        r: ([briefs[u] for u in sorted(user_ids) if u in briefs], count)
+        for r, (user_ids, count) in samples.items()
+    }
 
 
 @database_sync_to_async
@@ -105,6 +130,7 @@ def _mark_read(user: User, room_id: int, message_id: int) -> events.AckFields:
     return {
         "last_read_seq": membership.last_read_pos,
         "unread_count": unread_count(membership=membership),
+        "mention_count": mention_count(membership=membership),
     }
 
 
@@ -132,7 +158,12 @@ def _session_expiry(key: str, user_id: int) -> float | None:
     return session_expiry(key=key, user_id=user_id)
 
 
-_signed_in_still = database_sync_to_async(signed_in_still)
+_stream_position_if_signed_in = database_sync_to_async(stream_position_if_signed_in)
+
+
+@database_sync_to_async
+def _user_changes_after(user_id: int, after: int) -> tuple[list[events.UserStreamFrame], bool]:
+    return userstream.changes_after(user_id=user_id, after=after)
 
 
 class ChatConsumer(AsyncWebsocketConsumer):
@@ -160,6 +191,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self._timers: list[asyncio.TimerHandle] = []
         self._running: set[asyncio.Task] = set()  # tasks the timers started
         self._expiry: asyncio.TimerHandle | None = None
+        # The user's own stream (SPEC 12): the position shown so far, and its live events
+        # held until then (the position is read after subscribing; a replay may follow).
+        self.user_floor = 0
+        self._user_held: list[tuple[dict[str, Any], Frame]] | None = []
 
     async def _refused_at_handshake(self) -> bool:
         """Close an accepted socket the server will not serve (draining, a foreign Origin
@@ -185,10 +220,15 @@ class ChatConsumer(AsyncWebsocketConsumer):
             return
         user = self.scope.get("user")
         if user is not None and user.is_authenticated:
+            try:
+                after_user = frames.query_integer(self.scope, "after_user")
+            except ChatError as exc:
+                await self.send_error(exc, None)
+                after_user = None  # `authenticate` with `after_user` asks again
             # A session socket ends with its session: `_close_expired` re-checks it then.
             session = self.scope.get("session_auth")
             expires = self.scope.get("token_exp") or (session.expires if session else None)
-            await self._start(user, expires=expires)
+            await self._start(user, expires=expires, after_user=after_user)
         else:
             self._timers.append(
                 self._later(settings.WEBSOCKET_AUTH_TIMEOUT, self._close_unless_authenticated)
@@ -240,8 +280,11 @@ class ChatConsumer(AsyncWebsocketConsumer):
             if added:
                 await hub.subscribe(user_group(user.pk), self)
                 # A revocation or deactivation published before that subscription did not
-                # reach this socket: look once more, now that any later one will.
-                current = await _signed_in_still(user=user)
+                # reach this socket: look once more, now that any later one will. The
+                # user's stream position, read now too, is where its live events start.
+                position = await _stream_position_if_signed_in(user=user)
+                current = position is not None
+                self.user_floor = position or 0
         except Exception:
             # Redis failed (or is just back, with stale connections): no 1011, but a code
             # that tells the client to come back; `disconnect` undoes what was recorded.
@@ -265,11 +308,14 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self._expire_at(expires)
         return True
 
-    async def _start(self, user: User, *, expires: int | None, ref=None) -> None:
+    async def _start(
+        self, user: User, *, expires: int | None, ref=None, after_user: int | None = None
+    ) -> None:
         if not await self._register(user, expires=expires, ref=ref):
             return
         log.info("ws_connected", user_id=user.pk, path=self.scope.get("path"))
         await self.send_frame(self._authenticated(user, expires, ref))
+        await self._follow_user_stream(after_user)
         room_id = self.scope["url_route"]["kwargs"].get("room_id")
         if room_id is not None:
             try:
@@ -297,8 +343,45 @@ class ChatConsumer(AsyncWebsocketConsumer):
             user=events.user_brief(user),
             connection=self.socket_id,
             expires_at=None if expires is None else int(expires),
+            user_pos=self.user_floor,
             ref=ref,
         )
+
+    async def _follow_user_stream(self, after: int | None) -> None:
+        """Replay the user's changes after `after` (none: nothing), then let the live ones
+        held meanwhile through, each once and in order."""
+        self._user_held = self._user_held if self._user_held is not None else []
+        try:
+            while after is not None and after < self.user_floor:
+                batch, has_more = await _user_changes_after(self.me.pk, after)
+                for change in batch:
+                    await self._user_change(change)
+                    after = change["user_pos"]
+                if not has_more:
+                    break
+        finally:
+            held, self._user_held = self._user_held, None
+        for event, frame in held:
+            await self.deliver(event, frame)
+
+    async def _user_change(self, event: dict[str, Any], frame: Frame | None = None) -> None:
+        """A change of the user's own stream, live (`frame`) or replayed: act on it (stop
+        receiving a room the user left), then show it, unless it was shown already."""
+        pos = event["user_pos"]
+        if pos <= self.user_floor and frame is not None:
+            return  # already shown (the replay), or older than the position at connect
+        self.user_floor = max(self.user_floor, pos)
+        kind, room_id = event["type"], event["room"]
+        if kind == "room_removed" and await self._unsubscribe(room_id):
+            # Said as before the user's stream existed, for clients that only watch rooms.
+            user = events.user_brief(self.me)
+            await self.send_frame(events.user_left(room=room_id, user=user))
+        elif kind == "room_deleted":
+            await self._unsubscribe(room_id)
+        if frame is None:
+            await self._write(encode(event))
+        else:
+            await self._send_frame(frame)
 
     def _expire_at(self, expires: int | None) -> None:
         """Close the socket when its access token expires (re-authenticating moves this)."""
@@ -380,6 +463,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.send_error(ServiceUnavailable(), ref)
 
     async def on_authenticate(self, frame: dict[str, Any], ref) -> None:
+        after_user = frames.integer(frame, "after_user", minimum=0, required=False)
         try:
             user, expires = await _authenticate(frame.get("token"))
         except Unauthenticated as exc:
@@ -389,7 +473,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 return
             raise
         if self.user is None:
-            await self._start(user, expires=expires, ref=ref)
+            await self._start(user, expires=expires, ref=ref, after_user=after_user)
         elif user.pk != self.user.pk:
             raise Forbidden("A socket cannot change its user; open a new one.")
         else:
@@ -399,8 +483,12 @@ class ChatConsumer(AsyncWebsocketConsumer):
             self.scope["session_auth"] = None
             self._expire_at(expires)
             await self.send_frame(self._authenticated(user, expires, ref))
+            await self._follow_user_stream(after_user)
 
     async def on_join(self, frame: dict[str, Any], ref) -> None:
+        if "rooms" in frame:
+            await self._join_many(frames.join_list(frame), ref)
+            return
         room_id = frames.integer(frame, "room", minimum=1)
         after = frames.integer(frame, "after", minimum=0, required=False)
         await self._join(room_id, after=after, ref=ref)
@@ -420,14 +508,50 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.send_frame(events.ack(ref, room=room.pk, pos=floor))
             if first_join:
                 await local_sockets.enter_room(self, room.pk)
-            users = await _room_users(room.pk)
-            await self.send_frame(events.room_users(room=room.pk, users=users))
+            users, count = await _room_users(room.pk)
+            await self.send_frame(events.room_users(room=room.pk, users=users, count=count))
             if after is not None and after < floor:
                 await self._replay(room, after)
         finally:
             held = self._held.pop(room.pk)
         for event, frame in held:
             await self.deliver(event, frame)
+
+    async def _join_many(self, wanted: dict[int, int | None], ref) -> None:
+        """A batched `join` (a client coming back to its rooms): the same guarantees as
+        `_join`, room by room, with one database round trip for the rooms, one for their
+        positions and one for who is in them, however many rooms."""
+        rooms, refused = await _enter_rooms(self.me, list(wanted))
+        ids = [room.pk for room in rooms]
+        for room_id in ids:
+            self._held.setdefault(room_id, [])
+        try:
+            await asyncio.gather(*(hub.subscribe(room_group(r), self) for r in ids))
+            floors = await _room_positions(ids)
+            fresh = [r for r in ids if r not in self.rooms]
+            for room_id in ids:
+                self.rooms[room_id] = max(self.rooms.get(room_id, 0), floors[room_id])
+            joined: list[events.JoinedRoom] = [{"room": r, "pos": floors[r]} for r in ids]
+            answer = events.ack(ref, rooms=joined)
+            if refused:
+                answer["refused"] = [
+                    {"room": r, "code": exc.code, "message": exc.message}
+                    for r, exc in refused.items()
+                ]
+            await self.send_frame(answer)
+            for room_id in fresh:
+                await local_sockets.enter_room(self, room_id)
+            for room_id, (users, count) in (await _rooms_users(ids)).items():
+                await self.send_frame(events.room_users(room=room_id, users=users, count=count))
+            for room in rooms:
+                after = wanted[room.pk]
+                if after is not None and after < floors[room.pk]:
+                    await self._replay(room, after)
+        finally:
+            held = [(r, self._held.pop(r)) for r in ids]
+        for _, events_held in held:
+            for event, frame in events_held:
+                await self.deliver(event, frame)
 
     async def _replay(self, room: Room, after: int) -> None:
         metrics.RECOVERIES.inc()
@@ -576,8 +700,11 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 await self.send_error(Unauthenticated("You signed out."), None)
                 await self.close(code=CLOSE_UNAUTHENTICATED)
             return
-        if kind == "room_added":
-            await self._send_frame(frame)  # the client fetches the room and joins it
+        if "user_pos" in event:  # the user's own stream
+            if self._user_held is not None:
+                self._user_held.append((event, frame))
+            else:
+                await self._user_change(event, frame)
             return
         room_id: int = event["room"]  # every other event is of one room
         if room_id in self._held:
@@ -585,11 +712,6 @@ class ChatConsumer(AsyncWebsocketConsumer):
             return
         if kind == "typing" and event["user"]["id"] == self.me.pk:
             return  # never echo typing to the typist's own sockets
-        if kind == "room_revoked":
-            if await self._unsubscribe(room_id):
-                user = events.user_brief(self.me)
-                await self.send_frame(events.user_left(room=room_id, user=user))
-            return
         floor = self.rooms.get(room_id)
         if floor is None:
             return  # not (or no longer) subscribed

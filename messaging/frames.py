@@ -7,6 +7,7 @@ nothing here raises anything else, so a bad frame never closes the socket with 1
 import json
 import re
 from typing import Any
+from urllib.parse import parse_qs
 
 from chatproject.errors import ChatError, ValidationFailed
 
@@ -99,6 +100,42 @@ def integer(frame: dict[str, Any], name: str, *, minimum: int = 0, required: boo
             f"`{name}` must be an integer of at least {minimum}.", fields={name: ["Invalid."]}
         )
     return value
+
+
+MAX_JOIN_BATCH = 100
+
+
+def join_list(frame: dict[str, Any]) -> dict[int, int | None]:
+    """A batched `join`'s `rooms`: `[{"room": 1, "after": 5}, {"room": 2}]` as
+    {room: after or None}, in order; a room named twice counts once (its last `after`)."""
+    rooms = frame.get("rooms")
+    if not isinstance(rooms, list) or not 0 < len(rooms) <= MAX_JOIN_BATCH:
+        raise ValidationFailed(
+            f"`rooms` must be a list of 1 to {MAX_JOIN_BATCH} objects.",
+            fields={"rooms": ["Invalid."]},
+        )
+    wanted: dict[int, int | None] = {}
+    for item in rooms:
+        if not isinstance(item, dict):
+            raise ValidationFailed(
+                "Each of `rooms` is an object: {room, after?}.", fields={"rooms": ["Invalid."]}
+            )
+        wanted[integer(item, "room", minimum=1)] = integer(item, "after", required=False)
+    return wanted
+
+
+def query_integer(scope: dict[str, Any], name: str) -> int | None:
+    """A non-negative integer from the socket URL's query string (`?after_user=12`), or
+    None when absent; raises ValidationFailed when it is not one."""
+    values = parse_qs(scope.get("query_string", b"").decode("latin-1")).get(name)
+    if not values:
+        return None
+    value = values[-1]
+    if not value.isascii() or not value.isdigit() or int(value) > MAX_INT:
+        raise ValidationFailed(
+            f"`{name}` must be a non-negative integer.", fields={name: ["Invalid."]}
+        )
+    return int(value)
 
 
 def boolean(frame: dict[str, Any], name: str) -> bool:

@@ -16,14 +16,15 @@ from django.utils.text import slugify
 
 from accounts.models import User
 from chatproject import events, throttle
-from chatproject.broadcast import broadcast_room_event, broadcast_user_event
-from chatproject.errors import Forbidden, NotFound, ValidationFailed
+from chatproject.broadcast import broadcast_room_event
+from chatproject.errors import ChatError, Forbidden, NotFound, ValidationFailed
 from chatproject.text import clean_text
 
 # Membership, name and archive changes are notices in the room's stream (see pyproject's
 # import contracts); read markers point at messages' positions.
 from messaging.models import Message
 from messaging.stream import lock_room, post_notice
+from rooms import selectors, userstream
 from rooms.models import Membership, Room
 from rooms.selectors import get_membership, get_visible_room
 
@@ -197,6 +198,7 @@ def update_room(
                     locked.save(update_fields=changed)
             except IntegrityError:
                 raise ValidationFailed(NAME_TAKEN, fields={"name": [NAME_TAKEN]}) from None
+            userstream.room_updated(locked)
     return locked
 
 
@@ -207,7 +209,11 @@ def delete_room(*, room: Room, actor: User) -> None:
     check_write_rate(user=actor)
     with transaction.atomic():
         room_id = room.pk
+        lock_room(room_id)  # no member joins meanwhile without being told
+        member_ids = selectors.room_member_ids(room_id=room_id)
         room.delete()
+        # Members learn it in their own stream; a socket only reading the room, from it.
+        userstream.room_deleted(room_id=room_id, member_ids=member_ids)
         broadcast_room_event(room_id, events.room_deleted(room_id))
 
 
@@ -228,9 +234,9 @@ def _add_member(*, room: Room, user: User, role: str, by: User | None) -> Member
             return membership
         check_write_rate(user=by or user)
         _membership_notice(room=locked, user=user, by=by, joined=True)
-        if by is not None and by.pk != user.pk:
-            # The invited user's open pages learn of the room at once.
-            broadcast_user_event(user.pk, events.room_added(locked.pk))
+        # The user's open pages (an invitation, or a join on another device) learn of the
+        # room at once, and a page that was away learns it from the user's stream.
+        userstream.room_added(room_id=locked.pk, user_ids=[user.pk])
         # What was said before joining is not "unread" for the newcomer.
         return Membership.objects.create(
             room=locked, user=user, role=role, last_read_pos=locked.pos
@@ -259,7 +265,7 @@ def _remove_member(*, room: Room, user: User, by: User | None) -> None:
         membership.delete()
         _membership_notice(room=locked, user=user, by=by, joined=False)
         # The user's open sockets stop receiving the room at once, on every process.
-        broadcast_user_event(user.pk, events.room_revoked(locked.pk))
+        userstream.room_removed(room_id=locked.pk, user_id=user.pk)
 
 
 def set_member(*, room: Room, actor: User, user: User, role: str = Role.MEMBER) -> Membership:
@@ -295,6 +301,7 @@ def set_member(*, room: Room, actor: User, user: User, role: str = Role.MEMBER) 
         check_write_rate(user=actor)
         membership.role = role
         membership.save(update_fields=["role"])
+        userstream.membership_changed(membership)
     return membership
 
 
@@ -334,6 +341,35 @@ def enter_room(*, room_id: object, user: User) -> Room:
     return room
 
 
+def enter_rooms(*, room_ids: list[int], user: User) -> tuple[list[Room], dict[int, ChatError]]:
+    """`enter_room` for many rooms at once (a socket's batched `join`): the rooms the
+    user may subscribe to, in the order asked, and why each other one was refused. Two
+    queries however many rooms, plus a join per public room the user is not in yet."""
+    found = Room.objects.in_bulk(room_ids)
+    member_of = set(
+        Membership.objects.filter(user=user, room_id__in=found).values_list("room_id", flat=True)
+    )
+    entered: list[Room] = []
+    refused: dict[int, ChatError] = {}
+    for room_id in room_ids:
+        room = found.get(room_id)
+        member = room_id in member_of
+        visible = room is not None and (
+            (member and not user.is_guest) or room.kind == Room.Kind.PUBLIC or user.is_staff
+        )
+        if room is None or not visible:
+            refused[room_id] = selectors.RoomNotFound()
+            continue
+        if room.kind == Room.Kind.PUBLIC and not room.is_archived and not member:
+            try:
+                join_room(room=room, user=user)
+            except ChatError as exc:
+                refused[room_id] = exc
+                continue
+        entered.append(room)
+    return entered, refused
+
+
 def get_or_create_direct_room(*, user: User, other: User) -> tuple[Room, bool]:
     """The one direct room of two users (a user may also write to themself).
 
@@ -357,9 +393,10 @@ def get_or_create_direct_room(*, user: User, other: User) -> tuple[Room, bool]:
                 created_by=user,
                 direct_key=key,
             )
-            for member in {user.pk: user, other.pk: other}.values():
+            members = {user.pk: user, other.pk: other}
+            for member in members.values():
                 Membership.objects.create(room=room, user=member, role=Role.MEMBER)
-                broadcast_user_event(member.pk, events.room_added(room.pk))
+            userstream.room_added(room_id=room.pk, user_ids=members)
     except IntegrityError:  # the other call won
         return Room.objects.get(direct_key=key), False
     return room, True
@@ -371,8 +408,30 @@ def mark_read(*, room: Room, user: User, message_id: object) -> Membership:
     if membership is None:
         raise Forbidden("Only members have read markers.")
     seq = _seq_of(room=room, message_id=message_id)
-    Membership.objects.filter(pk=membership.pk, last_read_pos__lt=seq).update(last_read_pos=seq)
-    membership.refresh_from_db(fields=["last_read_pos"])
+    with transaction.atomic():
+        moved = Membership.objects.filter(pk=membership.pk, last_read_pos__lt=seq).update(
+            last_read_pos=seq
+        )
+        membership.refresh_from_db(fields=["last_read_pos"])
+        if moved:  # the user's other tabs and devices clear the room too
+            userstream.room_read(membership)
+    return membership
+
+
+def set_muted(*, room: Room, user: User, muted: bool) -> Membership:
+    """Mute or unmute a room for one member (SPEC 11): a muted room shows no unread badge
+    and notifies on mentions only. The user's other tabs and devices learn it from the
+    user's stream. Setting what is already set changes nothing."""
+    with transaction.atomic():
+        try:
+            membership = Membership.objects.select_for_update().get(room=room, user=user)
+        except Membership.DoesNotExist:
+            raise Forbidden("Only members can mute a room.") from None
+        if membership.muted != muted:
+            check_write_rate(user=user)
+            membership.muted = muted
+            membership.save(update_fields=["muted"])
+            userstream.membership_changed(membership)
     return membership
 
 

@@ -67,7 +67,7 @@ def test_each_declared_type_is_the_literal_of_its_typeddict():
 def test_typeguard_refuses_unexpected_missing_and_mistyped_keys_at_any_depth():
     """What the catalogue's checks rely on (typeguard >= 4.4)."""
     user = {"id": 1, "username": "alice", "display_name": "Alice"}
-    check_frame({"type": "room_users", "room": 1, "users": [user, user]})
+    check_frame({"type": "room_users", "room": 1, "users": [user, user], "count": 2})
     wrong = [
         {"type": "pong", "extra": 1},
         {"type": "pong", "ref": None},  # absent, not null
@@ -79,7 +79,7 @@ def test_typeguard_refuses_unexpected_missing_and_mistyped_keys_at_any_depth():
     for frame in wrong:
         with pytest.raises(AssertionError, match="does not match"):
             check_frame(frame)
-    for frame in [{"type": "room_revoked", "room": 1}, {"type": "nonsense"}]:
+    for frame in [{"type": "user_deactivated"}, {"type": "nonsense"}]:
         with pytest.raises(AssertionError, match=r"control event|undeclared"):
             check_frame(frame)
 
@@ -255,7 +255,7 @@ def test_ref_is_absent_not_null_without_one_and_present_with_one():
     user = {"id": 1, "username": "alice", "display_name": "Alice"}
     built = {
         "authenticated": lambda ref: events.authenticated(
-            user=user, connection="c0ffee", expires_at=None, ref=ref
+            user=user, connection="c0ffee", expires_at=None, user_pos=0, ref=ref
         ),
         "ack": lambda ref: events.ack(ref, room=3, pos=7),
         "error": lambda ref: events.error(NotFound("No such room."), ref),

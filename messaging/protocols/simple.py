@@ -214,7 +214,7 @@ class SimpleConsumer(ChatConsumer):
             out = self.dialect.chat(event["message"])
         elif kind in ("user_joined", "user_left"):
             out = self.dialect.presence(shown_name(event["user"]), joined=kind == "user_joined")
-        elif kind in ("room_deleted", "room_revoked"):
+        elif kind in ("room_deleted", "room_removed"):
             await self.send_error(NotFound("This room is gone for you."), None)
             await self.close(code=CLOSE_NOT_FOUND)
             return

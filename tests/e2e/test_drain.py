@@ -13,9 +13,12 @@ import httpx
 import pytest
 import websockets
 from asgiref.sync import sync_to_async
+from django.conf import settings
 
 from accounts.models import User
-from tests.live import WS, LiveServer, server_environment
+from accounts.presence import online_user_ids
+from tests.factories import add_member, make_room
+from tests.live import WS, LiveServer, collect, server_environment
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -92,6 +95,57 @@ async def test_sigterm_drains_sockets_with_1012_and_exits(
             stubborn.close()
         server.stop()
 
-    # `disconnect` ran for the drained sockets: the user went offline, last_seen is set.
     seen = await sync_to_async(lambda: User.objects.get(pk=user.pk).last_seen)()
-    assert seen is not None
+    if settings.REDIS_URL:
+        # The presence store outlives the process: the drained sockets' entries stay for
+        # the user's next socket on another process (a restart announces nothing); the
+        # sweep says offline, with last_seen, if they do not come back.
+        assert seen is None
+        assert await sync_to_async(online_user_ids)([user.pk]) == {user.pk}
+    else:
+        # The presence store ends with the process: `disconnect` said offline first.
+        assert seen is not None
+
+
+@pytest.mark.asyncio
+@pytest.mark.skipif(
+    not settings.REDIS_URL,
+    reason="needs REDIS_URL: a drain hands presence over only through a shared store",
+)
+async def test_a_restart_announces_nothing_to_the_others(
+    user, other_user, alice_token, bob_token, worker_connections_closed
+):
+    """Bob's socket is drained from one process and comes back on another within
+    PRESENCE_TTL: alice, on the other process, sees no left/offline/joined/online."""
+    room = await sync_to_async(make_room)(owner=user, name="Restart")
+    await sync_to_async(add_member)(room, other_user)
+    doomed = LiveServer(server_environment(SHUTDOWN_TIMEOUT="10"))
+    staying = LiveServer(server_environment())
+    await asyncio.gather(asyncio.to_thread(doomed.start), asyncio.to_thread(staying.start))
+    try:
+        async with await WS.connect(
+            f"{staying.ws_url}/ws/rooms/{room.pk}/", token=alice_token
+        ) as alice:
+            await alice.recv_until("room_users", room=room.pk)
+            bob = await WS.connect(f"{doomed.ws_url}/ws/rooms/{room.pk}/", token=bob_token)
+            await bob.recv_until("room_users", room=room.pk)
+            while True:  # bob's arrival (alice's own user_joined may come first)
+                frame = await alice.recv_until("user_joined", room=room.pk)
+                if frame["user"]["id"] == other_user.pk:
+                    break
+            await collect(alice, 1.0)  # and his user_online, in whichever order
+
+            doomed.process.send_signal(signal.SIGTERM)
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                while True:  # frames before the close frame
+                    await bob.recv(timeout=15)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1012
+            url = f"{staying.ws_url}/ws/rooms/{room.pk}/"
+            async with await WS.connect(url, token=bob_token) as again:
+                users = await again.recv_until("room_users", room=room.pk)
+                assert {u["id"] for u in users["users"]} == {user.pk, other_user.pk}
+                seen = await collect(alice, 2.0)
+            presence = {"user_left", "user_offline", "user_joined", "user_online", "room_presence"}
+            assert [f for f in seen if f["type"] in presence] == []
+    finally:
+        await asyncio.gather(asyncio.to_thread(doomed.stop), asyncio.to_thread(staying.stop))

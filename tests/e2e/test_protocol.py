@@ -534,6 +534,7 @@ async def test_removed_member_socket_gets_user_left_and_stops_receiving(
         for ws in (bob, bob_tab):
             left = await ws.recv_until("user_left", room=room)
             assert left["user"]["id"] == other_user.pk
+            await ws.recv_until("room_removed", room=room)  # from bob's own stream
         after = await say(alice, room, "bob is gone")
         await alice.recv_until("message", room=room, pos=after["pos"])
         for ws in (bob, bob_tab):

@@ -221,6 +221,10 @@ def test_parse_returns_every_json_object(value):
 # unexpected exception, which is a bug.
 SERVER_TYPES = {
     "room_added",
+    "room_removed",
+    "room_updated",
+    "membership_changed",
+    "room_read",
     "room_deleted",
     "room_purged",
     "authenticated",

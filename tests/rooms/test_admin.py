@@ -246,6 +246,7 @@ def test_change_form_renames_and_archives_through_the_service(
     assert [(group, event["type"]) for group, event in broadcasts] == [
         (f"room.{room.pk}", "message"),
         (f"room.{room.pk}", "message"),
+        (f"user.{user.pk}", "room_updated"),  # one change of the members' own stream
     ]
 
 
@@ -324,7 +325,8 @@ def test_removing_a_member_in_the_inline_revokes_their_sockets(
     assert Membership.objects.filter(room=room, user=user).exists()
     assert Message.objects.get(room=room).payload["event"] == "member_left"
     # The removed user's sockets stop receiving the private room at once.
-    assert (f"user.{other_user.pk}", {"type": "room_revoked", "room": room.pk}) in broadcasts
+    removed = {"type": "room_removed", "room": room.pk, "user_pos": 1}
+    assert (f"user.{other_user.pk}", removed) in broadcasts
 
 
 def test_changing_a_role_in_the_inline_goes_through_the_service(admin_client, user, other_user):
@@ -375,7 +377,8 @@ def test_archive_action_stores_the_flag_and_a_system_message(
     assert notice.payload["event"] == "room_archived"
     assert notice.content == "admin archived the room."
     assert [(group, event["type"]) for group, event in broadcasts] == [
-        (f"room.{room.pk}", "message")
+        (f"room.{room.pk}", "message"),
+        (f"user.{user.pk}", "room_updated"),
     ]
     event = broadcasts[0][1]
     assert event["pos"] == room.pos == notice.pos
@@ -396,8 +399,9 @@ def test_unarchive_action_clears_the_flag_and_posts_a_system_message(
     assert room.is_archived is False
     notice = Message.objects.filter(room=room).latest("seq")
     assert notice.payload["event"] == "room_unarchived"
-    assert [(group, event["type"], event["pos"]) for group, event in broadcasts] == [
-        (f"room.{room.pk}", "message", room.pos)
+    assert [(group, event["type"], event.get("pos")) for group, event in broadcasts] == [
+        (f"room.{room.pk}", "message", room.pos),
+        (f"user.{user.pk}", "room_updated", None),
     ]
 
 
@@ -561,7 +565,10 @@ def test_deleting_a_room_through_the_admin_removes_it(admin_client, user, broadc
     assert not Room.objects.filter(pk=room_id).exists()
     assert not Message.objects.filter(room_id=room_id).exists()
     assert not Membership.objects.filter(room_id=room_id).exists()
-    assert broadcasts == [(f"room.{room_id}", {"type": "room_deleted", "room": room_id})]
+    assert broadcasts == [
+        (f"user.{user.pk}", {"type": "room_deleted", "room": room_id, "user_pos": 1}),
+        (f"room.{room_id}", {"type": "room_deleted", "room": room_id}),
+    ]
 
 
 # ------------------------------------------------------------------ staff only
@@ -691,7 +698,8 @@ async def test_room_deletion_reaches_sockets_on_the_server(server_via_redis, adm
         assert response.status_code == 302
         frame = await ws.recv_until("room_deleted", timeout=10)
 
-    assert frame == {"type": "room_deleted", "room": room.pk}
+    # From the room, or from the owner's own stream (with `user_pos`): either says it.
+    assert (frame["type"], frame["room"]) == ("room_deleted", room.pk)
     assert not await Room.objects.filter(pk=room.pk).aexists()
 
 

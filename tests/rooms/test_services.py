@@ -97,8 +97,13 @@ def test_join_room_stores_and_broadcasts_a_system_message(broadcasts, committing
     room = fresh(room)
     assert room.pos == 1
     assert membership.last_read_pos == room.pos
-    [sent] = broadcasts
+    sent, added = broadcasts
     message = assert_system_message_event(sent, room, "member_joined")
+    # The user's other devices learn of the room from the user's own stream.
+    assert added == (
+        f"user.{other_user.pk}",
+        {"type": "room_added", "room": room.pk, "user_pos": 1},
+    )
     assert message["pos"] == room.pos
     assert message["payload"]["user_id"] == other_user.pk
     assert "Bob" in message["content"]
@@ -111,7 +116,7 @@ def test_join_room_twice_broadcasts_once(broadcasts, committing, user, other_use
         join_room(room=room, user=other_user)
         join_room(room=room, user=other_user)
 
-    assert len(broadcasts) == 1
+    assert [event["type"] for _, event in broadcasts] == ["message", "room_added"]
     assert fresh(room).pos == 1
     assert Membership.objects.filter(room=room, user=other_user).count() == 1
 
@@ -157,10 +162,10 @@ def test_leave_room_broadcasts_the_notice_and_revokes_the_users_sockets(
     user_events = [frame for group, frame in broadcasts if group == f"user.{other_user.pk}"]
     assert len(broadcasts) == 2
     assert_system_message_event((f"room.{room.pk}", room_events[0]), room, "member_left")
-    assert user_events == [{"type": "room_revoked", "room": room.pk}]
+    assert user_events == [{"type": "room_removed", "room": room.pk, "user_pos": 1}]
 
 
-def test_remove_member_sends_room_revoked_to_the_removed_user(
+def test_remove_member_sends_room_removed_to_the_removed_user(
     broadcasts, committing, user, other_user
 ):
     room = make_room(owner=user, kind="private")
@@ -170,7 +175,8 @@ def test_remove_member_sends_room_revoked_to_the_removed_user(
         remove_member(room=room, actor=user, user=other_user)
 
     assert not Membership.objects.filter(room=room, user=other_user).exists()
-    assert (f"user.{other_user.pk}", {"type": "room_revoked", "room": room.pk}) in broadcasts
+    removed = {"type": "room_removed", "room": room.pk, "user_pos": 1}
+    assert (f"user.{other_user.pk}", removed) in broadcasts
     [room_event] = [sent for sent in broadcasts if sent[0] == f"room.{room.pk}"]
     message = assert_system_message_event(room_event, fresh(room), "member_left")
     assert message["payload"]["by"] == user.pk
@@ -257,14 +263,10 @@ def test_set_member_invites_with_a_notice(broadcasts, committing, user, other_us
     sent, added = broadcasts
     message = assert_system_message_event(sent, fresh(room), "member_joined")
     assert message["payload"] == {"event": "member_joined", "user_id": other_user.pk, "by": user.pk}
-    assert added == (f"user.{other_user.pk}", {"type": "room_added", "room": room.pk})
-
-
-def test_joining_by_oneself_announces_no_room_added(broadcasts, committing, user, other_user):
-    room = make_room(owner=user)
-    with committing():
-        join_room(room=room, user=other_user)
-    assert [event["type"] for _, event in broadcasts] == ["message"]
+    assert added == (
+        f"user.{other_user.pk}",
+        {"type": "room_added", "room": room.pk, "user_pos": 1},
+    )
 
 
 def test_set_member_changes_a_role_without_a_notice(broadcasts, committing, user, other_user):
@@ -275,7 +277,9 @@ def test_set_member_changes_a_role_without_a_notice(broadcasts, committing, user
         set_member(room=room, actor=user, user=other_user, role=Role.OWNER)
 
     assert Membership.objects.get(room=room, user=other_user).role == Role.OWNER
-    assert broadcasts == []
+    # No notice in the room; the member's own stream says it.
+    changed = {"type": "membership_changed", "room": room.pk, "role": "owner", "muted": False}
+    assert broadcasts == [(f"user.{other_user.pk}", {**changed, "user_pos": 1})]
     assert fresh(room).pos == 0
 
 
@@ -317,9 +321,11 @@ def test_rename_broadcasts_a_system_message_with_the_new_position(broadcasts, co
     assert updated.name == "After"
     assert fresh(room).name == "After"
     assert fresh(room).pos == 1
-    [sent] = broadcasts
+    sent, updated_event = broadcasts
     message = assert_system_message_event(sent, fresh(room), "room_renamed")
     assert message["payload"]["name"] == "After"
+    assert updated_event[0] == f"user.{user.pk}"
+    assert updated_event[1]["type"] == "room_updated" and updated_event[1]["name"] == "After"
 
 
 def test_archive_and_unarchive_each_take_a_position(broadcasts, committing, user):
@@ -329,8 +335,9 @@ def test_archive_and_unarchive_each_take_a_position(broadcasts, committing, user
         update_room(room=room, actor=user, is_archived=True)
         update_room(room=room, actor=user, is_archived=False)
 
-    assert [frame["pos"] for _, frame in broadcasts] == [1, 2]
-    assert [frame["message"]["payload"]["event"] for _, frame in broadcasts] == [
+    in_room = [frame for group, frame in broadcasts if group == f"room.{room.pk}"]
+    assert [frame["pos"] for frame in in_room] == [1, 2]
+    assert [frame["message"]["payload"]["event"] for frame in in_room] == [
         "room_archived",
         "room_unarchived",
     ]
@@ -344,8 +351,10 @@ def test_description_change_takes_no_position(broadcasts, committing, user):
         update_room(room=room, actor=user, description="Now with a topic.")
 
     assert fresh(room).description == "Now with a topic."
-    assert fresh(room).pos == 0
-    assert broadcasts == []
+    assert fresh(room).pos == 0  # no notice in the room; the members' own streams say it
+    assert [(group, event["type"]) for group, event in broadcasts] == [
+        (f"user.{user.pk}", "room_updated")
+    ]
 
 
 def test_an_update_that_changes_nothing_takes_no_position(broadcasts, committing, user):
@@ -386,7 +395,10 @@ def test_delete_room_broadcasts_room_deleted(broadcasts, committing, user):
         delete_room(room=room, actor=user)
 
     assert not Room.objects.filter(pk=room_id).exists()
-    assert broadcasts == [(f"room.{room_id}", {"type": "room_deleted", "room": room_id})]
+    assert broadcasts == [
+        (f"user.{user.pk}", {"type": "room_deleted", "room": room_id, "user_pos": 1}),
+        (f"room.{room_id}", {"type": "room_deleted", "room": room_id}),
+    ]
 
 
 def test_general_cannot_be_deleted(broadcasts, committing, general, staff_user):
@@ -455,7 +467,13 @@ def test_joins_leaves_and_rooms_made_spend_one_budget_and_a_refusal_stores_nothi
     assert not Membership.objects.filter(room=room, user=other_user).exists()
     assert not Room.objects.filter(name="Fourth Write").exists()
     assert fresh(room).pos == before + 2  # joined, left: nothing of the refused join
-    assert len(broadcasts) == 3  # the two notices and room_revoked; nothing after
+    # The two notices, room_added and room_removed; nothing after.
+    assert [event["type"] for _, event in broadcasts] == [
+        "message",
+        "room_added",
+        "message",
+        "room_removed",
+    ]
 
 
 def test_invitations_role_changes_removals_and_renames_spend_the_actors_budget(
