@@ -8,11 +8,12 @@ from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth import REDIRECT_FIELD_NAME, login
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.contrib.staticfiles import finders
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.template.response import TemplateResponse
 from django.urls import reverse
-from django.views.decorators.cache import never_cache
+from django.views.decorators.cache import cache_control, never_cache
 from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.debug import sensitive_post_parameters
 
@@ -24,6 +25,16 @@ from chatproject.errors import ChatError, RateLimited
 @ensure_csrf_cookie  # the page's API calls send it back as X-CSRFToken
 def index(request: HttpRequest) -> HttpResponse:
     return render(request, "chat.html")
+
+
+@cache_control(public=True, max_age=24 * 3600)
+def favicon(request: HttpRequest) -> FileResponse:
+    """`/favicon.ico`, which browsers ask for whatever the page links: the SVG icon (the
+    chat page links it, and its badged twin, from the static files)."""
+    found = finders.find("favicon.svg")
+    if not isinstance(found, str):
+        raise Http404("no favicon")
+    return FileResponse(open(found, "rb"), content_type="image/svg+xml")
 
 
 class RegisterForm(forms.Form):

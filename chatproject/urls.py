@@ -23,6 +23,7 @@ admin.site.site_title = "Chat server"
 
 urlpatterns = [
     path("", pages.index, name="index"),
+    path("favicon.ico", pages.favicon, name="favicon"),
     path("login/", pages.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("register/", pages.register, name="register"),

@@ -1,10 +1,13 @@
-// The composer: sending (shown at once as pending, reconciled by `client_id`), uploads,
-// and typing, both ways.
+// The composer: sending (shown at once as pending, reconciled by `client_id`), uploads
+// (the attach button, or files dropped on the room or pasted), emoji, typing both ways,
+// and Up in an empty composer to edit one's last message.
 
 import { api } from "./api.js";
 import { $, el, h, nameOf, showError } from "./dom.js";
-import { cancelReply, renderReplyBanner } from "./message-actions.js";
-import { messageElement, removePendingElement, scrollToBottom } from "./messages.js";
+import { openEmojiPicker } from "./emoji.js";
+import { icon } from "./icons.js";
+import { cancelReply, renderReplyBanner, startEdit } from "./message-actions.js";
+import { removePendingElement, roomMessages, showPending } from "./messages.js";
 import { ME, state } from "./state.js";
 
 const TYPING_EVERY_MS = 2000; // at most one "typing" frame per this long
@@ -36,8 +39,7 @@ function send() {
     created_at: new Date().toISOString(),
   };
   state.pending.set(pending.client_id, pending);
-  el.messages.append(messageElement(pending));
-  scrollToBottom();
+  showPending(pending);
   el.input.value = "";
   state.attachments = [];
   state.replyTo = null;
@@ -72,8 +74,12 @@ export function failPending(clientId, message) {
   showError(el.composerError, message);
 }
 
+/** Upload a file for the next message: it shows as a chip until sent. The one path for
+ *  the attach button, a drop and a paste. */
 async function upload(file) {
   showError(el.composerError, "");
+  const room = state.rooms.get(state.current);
+  if (!room || el.input.disabled) return;
   const body = new FormData();
   body.append("file", file);
   try {
@@ -88,12 +94,14 @@ async function upload(file) {
 function renderPendingFiles() {
   el.pendingFiles.replaceChildren(
     ...state.attachments.map((file) =>
-      h("span", { class: "pending-attachment" }, `📎 ${file.name}`,
-        h("button", { type: "button", "aria-label": `Remove ${file.name}`, text: "✕",
+      h("span", { class: "pending-attachment" }, icon("paperclip"), h("span", { text: file.name }),
+        h("button", { type: "button", class: "icon-button", "aria-label": `Remove ${file.name}`,
+          title: `Remove ${file.name}`,
           onclick: () => {
             state.attachments = state.attachments.filter((a) => a.id !== file.id);
             renderPendingFiles();
-          } }))),
+            el.input.focus();
+          } }, icon("x")))),
   );
 }
 
@@ -134,8 +142,21 @@ export function initComposer() {
     if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
       event.preventDefault();
       send();
+    } else if (event.key === "ArrowUp" && !el.input.value && !event.shiftKey && !event.altKey &&
+        !event.ctrlKey && !event.metaKey) {
+      if (editLastMessage()) event.preventDefault();
     }
   });
+  el.input.addEventListener("paste", (event) => {
+    const files = [...(event.clipboardData ? event.clipboardData.files : [])];
+    if (!files.length) return;
+    event.preventDefault(); // a pasted picture is an upload, not text
+    for (const file of files) upload(file);
+  });
+  initDrop();
+  $("#attach-button")?.addEventListener("click", () => el.file.click());
+  const emojiButton = $("#emoji-button");
+  emojiButton?.addEventListener("click", () => openEmojiPicker(emojiButton, insertText, "Insert an emoji"));
   el.input.addEventListener("input", () => sendTyping(el.input.value.length > 0));
   el.input.addEventListener("blur", () => sendTyping(false));
   el.file.addEventListener("change", () => {
@@ -144,4 +165,54 @@ export function initComposer() {
   });
   $(".cancel-reply", el.replyBanner).addEventListener("click", cancelReply);
   setInterval(renderTyping, 1000); // a "typing" that was never stopped expires
+}
+
+/** Up in an empty composer: edit my last message in the open room. False if none. */
+function editLastMessage() {
+  const mine = [...roomMessages(state.current).values()]
+    .filter((m) => m.sender && m.sender.id === ME.id && m.type === "text" && !m.deleted)
+    .sort((a, b) => b.seq - a.seq)[0];
+  const node = mine && el.messages.querySelector(`.message[data-message-id="${mine.id}"]`);
+  if (!node) return false;
+  node.scrollIntoView({ block: "nearest" });
+  startEdit(node, mine, { returnTo: el.input });
+  return true;
+}
+
+/** Put `text` at the composer's cursor (an emoji from the picker). */
+function insertText(text) {
+  const { selectionStart: start, selectionEnd: end, value } = el.input;
+  el.input.value = value.slice(0, start) + text + value.slice(end);
+  el.input.focus();
+  el.input.setSelectionRange(start + text.length, start + text.length);
+  el.input.dispatchEvent(new Event("input"));
+}
+
+/** Files dragged over the room: the composer shows it takes them; dropped, they upload. */
+function initDrop() {
+  const zone = el.composer.closest(".room") || el.composer;
+  let depth = 0; // dragenter/dragleave fire for every child crossed
+  const carriesFiles = (event) => event.dataTransfer && [...event.dataTransfer.types].includes("Files");
+  zone.addEventListener("dragenter", (event) => {
+    if (!carriesFiles(event)) return;
+    depth += 1;
+    el.composer.classList.add("drop-target");
+  });
+  zone.addEventListener("dragleave", () => {
+    depth = Math.max(0, depth - 1);
+    if (!depth) el.composer.classList.remove("drop-target");
+  });
+  zone.addEventListener("dragover", (event) => {
+    if (!carriesFiles(event)) return;
+    event.preventDefault(); // allows the drop
+    event.dataTransfer.dropEffect = "copy";
+  });
+  zone.addEventListener("drop", (event) => {
+    if (!carriesFiles(event)) return;
+    event.preventDefault();
+    depth = 0;
+    el.composer.classList.remove("drop-target");
+    for (const file of event.dataTransfer.files) upload(file);
+    el.input.focus();
+  });
 }

@@ -22,6 +22,8 @@ export const el = {
   replyBanner: $("#reply-banner"),
   composerError: $("#composer-error"),
   connection: $("#connection-state"),
+  sendButton: $("#send-button"),
+  settingsButton: $("#room-settings-button"),
 };
 
 /** `h("li", {class, text, onclick, "data-x": …}, ...children)`: an element. `text` sets
@@ -48,4 +50,23 @@ export function nameOf(user) {
 export function showError(node, message) {
   node.textContent = message || "";
   node.hidden = !message;
+}
+
+/** Initials of a user's name, for the avatar of someone without a picture. */
+function initials(user) {
+  const words = nameOf(user).trim().split(/\s+/).filter(Boolean);
+  const letters = words.length > 1 ? words[0][0] + words[words.length - 1][0] : nameOf(user).slice(0, 2);
+  return letters.toUpperCase();
+}
+
+/** A user's picture (`user.avatar`, served from our origin) or their initials on a colour
+ *  drawn from their id. Decorative: the name beside it says who it is. */
+export function avatar(user, size = "sm") {
+  const url = user && user.avatar;
+  if (typeof url === "string" && /^(https?:\/\/|\/)/.test(url)) {
+    return h("img", { class: `avatar avatar-${size}`, src: url, alt: "", "aria-hidden": "true" });
+  }
+  const node = h("span", { class: `avatar avatar-${size} initials`, "aria-hidden": "true", text: initials(user) });
+  node.style.backgroundColor = `hsl(${((user && user.id) || 0) * 67 % 360} 55% 45%)`;
+  return node;
 }

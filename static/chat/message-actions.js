@@ -1,43 +1,44 @@
 // What a reader does to a message: react (and reactions others make, live), edit,
-// delete, and reply (the banner above the composer).
+// delete, and reply (the banner above the composer). The toolbar shows on hover and
+// whenever focus is inside the message, so the keyboard reaches every action
+// (message-keys.js moves between messages and has shortcuts for them).
 
 import { api } from "./api.js";
 import { $, el, h, nameOf, showError } from "./dom.js";
+import { openEmojiPicker } from "./emoji.js";
+import { icon } from "./icons.js";
 import { placeMessage, roomMessages, storeMessage } from "./messages.js";
-import { state } from "./state.js";
+import { ME, state } from "./state.js";
 
-const EMOJI = ["👍", "❤️", "😂", "🎉", "😮", "👀"];
+function actionButton(className, label, name, onclick) {
+  return h("button", { type: "button", class: className, "aria-label": label, title: label, onclick }, icon(name));
+}
 
-/** The buttons under a message; edit and delete only on one's own. */
+/** The toolbar of a message; edit and delete only on one's own. */
 export function messageActions(message, mine) {
-  const actions = h("div", { class: "message-actions" },
-    h("button", { type: "button", class: "react-button", "aria-label": "Add a reaction",
-      text: "☺+", onclick: (event) => openPicker(event.currentTarget, message) }),
-    h("button", { type: "button", class: "reply-button", text: "Reply",
-      onclick: () => startReply(message) }),
+  const actions = h("div", { class: "message-actions", role: "toolbar", "aria-label": "Message actions" },
+    actionButton("react-button", "Add a reaction", "smile-plus", (event) => pickReaction(event.currentTarget, message)),
+    actionButton("reply-button", "Reply", "reply", () => startReply(message)),
   );
   if (mine) {
     actions.append(
-      h("button", { type: "button", class: "edit-button", text: "Edit",
-        onclick: (event) => startEdit(event.currentTarget.closest(".message"), message) }),
-      h("button", { type: "button", class: "delete-button", text: "Delete",
-        onclick: () => deleteMessage(message) }),
+      actionButton("edit-button", "Edit", "edit", (event) => startEdit(event.currentTarget.closest(".message"), message)),
+      actionButton("delete-button", "Delete", "trash", () => deleteMessage(message)),
     );
   }
   return actions;
 }
 
-function openPicker(button, message) {
-  const existing = button.parentElement.querySelector(".emoji-picker");
-  if (existing) {
-    existing.remove();
-    return;
-  }
-  const picker = h("div", { class: "emoji-picker", role: "menu" },
-    ...EMOJI.map((emoji) => h("button", { type: "button", "data-emoji": emoji, role: "menuitem",
-      text: emoji, onclick: () => { picker.remove(); toggleReaction(message, emoji, false); } })));
-  button.after(picker);
-  picker.querySelector("button").focus();
+/** The emoji picker for a reaction to `message`, opened by `button`. */
+export function pickReaction(button, message) {
+  openEmojiPicker(button, (emoji) => {
+    const current = roomMessages(message.room).get(message.id) || message;
+    const reaction = (current.reactions || []).find((r) => r.emoji === emoji);
+    const mine = Boolean(reaction && (reaction.me ?? (reaction.user_ids || []).includes(ME.id)));
+    toggleReaction(current, emoji, mine);
+    const node = el.messages.querySelector(`.message[data-message-id="${message.id}"]`);
+    if (node) node.focus({ preventScroll: true });
+  }, "Add a reaction");
 }
 
 export async function toggleReaction(message, emoji, mine) {
@@ -72,23 +73,31 @@ export function applyReaction(event) {
   storeMessage({ ...message, pos: event.pos, reactions: reactions.filter((r) => r.count > 0) });
 }
 
-function startEdit(node, message) {
-  const content = node.querySelector(".message-content");
+/** Edit `message` in place (its element `node`): Enter saves, Escape cancels; focus then
+ *  goes back to the message, or to `returnTo` (the composer, for Up in an empty one). */
+export function startEdit(node, message, { returnTo = null } = {}) {
+  const content = node && node.querySelector(".message-content");
+  if (!content || node.querySelector(".edit-input")) return;
   const editor = h("textarea", { class: "edit-input", "aria-label": "Edit message", rows: 2 });
   editor.value = message.content;
-  const cancel = () => placeMessage(roomMessages(message.room).get(message.id) || message);
+  const done = (shown) => {
+    editor.remove();
+    placeMessage(shown);
+    const back = returnTo || el.messages.querySelector(`.message[data-message-id="${message.id}"]`);
+    if (back) back.focus({ preventScroll: true });
+  };
   editor.addEventListener("keydown", async (event) => {
+    event.stopPropagation(); // the message list's keys are not for the editor
     if (event.key === "Escape") {
       event.preventDefault();
-      editor.remove();
-      cancel();
-    } else if (event.key === "Enter" && !event.shiftKey) {
+      done(roomMessages(message.room).get(message.id) || message);
+    } else if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
       event.preventDefault();
       try {
         const updated = await api("PATCH", `/api/messages/${message.id}/`, { content: editor.value });
         editor.remove();
         storeMessage(updated);
-        placeMessage(updated);
+        done(roomMessages(message.room).get(message.id) || updated);
       } catch (error) {
         showError(el.composerError, error.message);
       }
@@ -96,9 +105,10 @@ function startEdit(node, message) {
   });
   content.replaceWith(editor);
   editor.focus();
+  editor.setSelectionRange(editor.value.length, editor.value.length);
 }
 
-async function deleteMessage(message) {
+export async function deleteMessage(message) {
   if (!confirm("Delete this message?")) return;
   try {
     storeMessage(await api("DELETE", `/api/messages/${message.id}/`));
@@ -107,7 +117,7 @@ async function deleteMessage(message) {
   }
 }
 
-function startReply(message) {
+export function startReply(message) {
   state.replyTo = message;
   renderReplyBanner();
   el.input.focus();

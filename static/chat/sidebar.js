@@ -86,6 +86,4 @@ export function initSidebar() {
   $("#new-direct-form").addEventListener("submit", openDirect);
   $("#new-direct-username").addEventListener("input", suggestUsers);
   $("#browse-rooms").addEventListener("click", browseRooms);
-  $("#toggle-sidebar").addEventListener("click", () => el.app.classList.toggle("show-sidebar"));
-  $("#toggle-members").addEventListener("click", () => el.app.classList.toggle("show-members"));
 }

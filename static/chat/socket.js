@@ -1,14 +1,15 @@
 // The one WebSocket: connection state, reconnect with back-off and jitter, joins with
 // `after` (recovery of what was missed), gap detection, and the dispatch of frames.
 
-import { api } from "./api.js";
 import { failPending, noteTyping, transmit } from "./composer.js";
 import { el, showError } from "./dom.js";
 import { applyReaction } from "./message-actions.js";
-import { isListedMember, loadMembers, renderMembers, setOnline } from "./members.js";
+import { applyPresence, isListedMember, loadMembers, noteRoomUsers, setOnline } from "./members.js";
 import { renderMessages, roomMessages, storeMessage } from "./messages.js";
-import { countUnread, isMember, refreshRooms, removedFrom, upsertRoom } from "./rooms.js";
+import { announce } from "./notify.js";
+import { countUnread, isMember, refreshRooms, reloadRoom, removedFrom, upsertRoom } from "./rooms.js";
 import { ME, state } from "./state.js";
+import { applyUserFrame } from "./userstream.js";
 
 /** A socket that has authenticated: joins and other frames may go out. */
 export function socketReady() {
@@ -22,7 +23,15 @@ export function setConnection(kind, text) {
 
 export function connect() {
   const scheme = location.protocol === "https:" ? "wss" : "ws";
-  const socket = new WebSocket(`${scheme}://${location.host}/ws/`);
+  // Back from a drop: the user's stream replays what happened to their rooms meanwhile.
+  const query = state.userPos === null ? "" : `?after_user=${state.userPos}`;
+  let socket;
+  try {
+    socket = new WebSocket(`${scheme}://${location.host}/ws/${query}`);
+  } catch {
+    reconnectLater(); // refused before it started (a policy, a bad URL): try again later
+    return;
+  }
   state.socket = socket;
   state.authenticated = false;
   socket.addEventListener("message", (event) => {
@@ -39,11 +48,29 @@ export function connect() {
     state.socket = null;
     state.authenticated = false;
     if (event.code === 4401) {
-      location.href = "/login/?next=/";
+      checkSignedIn();
       return;
     }
     reconnectLater();
   });
+}
+
+/** A socket closed with 4401: signed out, or its credentials were revoked while this
+ *  session stays signed in (a password change made on this page: the revocation can close
+ *  the socket before the answer brings the session's new cookie). Ask the API a few times
+ *  before going to the sign-in page. */
+async function checkSignedIn(attempt = 0) {
+  // A request with the old cookie before the answer lands would sign this session out.
+  if (state.credentialsChange) await state.credentialsChange.catch(() => {});
+  const answer = await fetch("/api/auth/me/", { credentials: "same-origin", headers: { Accept: "application/json" } })
+    .catch(() => null);
+  if (answer && answer.ok) {
+    reconnectLater();
+  } else if (answer && answer.status === 401 && attempt >= 2) {
+    location.href = "/login/?next=/";
+  } else {
+    setTimeout(() => checkSignedIn(attempt + 1), 1000);
+  }
 }
 
 function reconnectLater() {
@@ -55,15 +82,28 @@ function reconnectLater() {
   setTimeout(connect, wait);
 }
 
-export function joinRoom(roomId) {
+/** What to send to join a room: `after` the last position shown, when there is one. */
+function joinItem(roomId) {
   const room = state.rooms.get(roomId);
   if (!state.lastPos.has(roomId) && room && typeof room.pos === "number") {
     // What the room list showed is as of `room.pos`: replay anything after it.
     state.lastPos.set(roomId, room.pos);
   }
-  const frame = { type: "join", room: roomId, ref: `join-${roomId}` };
-  if (state.lastPos.has(roomId)) frame.after = state.lastPos.get(roomId);
-  state.socket.send(JSON.stringify(frame));
+  const item = { room: roomId };
+  if (state.lastPos.has(roomId)) item.after = state.lastPos.get(roomId);
+  return item;
+}
+
+export function joinRoom(roomId) {
+  state.socket.send(JSON.stringify({ type: "join", ...joinItem(roomId), ref: `join-${roomId}` }));
+}
+
+/** Join every room at once (after `authenticated`): one frame per 100 rooms, one answer. */
+function joinRooms(roomIds) {
+  for (let i = 0; i < roomIds.length; i += 100) {
+    const rooms = roomIds.slice(i, i + 100).map(joinItem);
+    state.socket.send(JSON.stringify({ type: "join", rooms, ref: `join-rooms-${i}` }));
+  }
 }
 
 /** Positions of a room must arrive without a gap; a gap means a missed change. */
@@ -83,21 +123,32 @@ function handleFrame(frame) {
       state.authenticated = true;
       state.backoff = 1000;
       setConnection("connected", "Connected");
-      for (const room of state.rooms.values()) if (isMember(room)) joinRoom(room.id);
+      joinRooms([...state.rooms.values()].filter(isMember).map((room) => room.id));
       for (const pending of state.pending.values()) transmit(pending);
-      if (state.reconnected) refreshRooms();
+      // A server that keeps the user's stream replays what changed since `after_user`;
+      // one that does not: reload the room list.
+      if (typeof frame.user_pos === "number") {
+        if (state.userPos === null) state.userPos = frame.user_pos;
+      } else if (state.reconnected) {
+        refreshRooms();
+      }
       state.reconnected = true;
       break;
     case "ack":
       if (frame.pos !== undefined && !state.lastPos.has(frame.room)) {
         state.lastPos.set(frame.room, frame.pos); // a join: live positions follow this one
       }
+      for (const joined of frame.rooms || []) {  // a batched join
+        if (!state.lastPos.has(joined.room)) state.lastPos.set(joined.room, joined.pos);
+      }
       if (frame.message) {
         storeMessage(frame.message);
       } else if (typeof frame.ref === "string" && frame.ref.startsWith("recover-")) {
         state.recovering.delete(frame.room);
       } else if (frame.unread_count !== undefined) {
-        upsertRoom({ id: frame.room, unread_count: frame.unread_count });
+        const counts = { id: frame.room, unread_count: frame.unread_count };
+        if (frame.mention_count !== undefined) counts.mention_count = frame.mention_count;
+        upsertRoom(counts);
       }
       break;
     case "error":
@@ -109,7 +160,12 @@ function handleFrame(frame) {
     case "message_updated": {
       notePosition(frame.room, frame.pos);
       const isNew = storeMessage(frame.message);
-      if (frame.type === "message" && isNew) countUnread(frame.message);
+      if (frame.type === "message" && isNew) {
+        if (countUnread(frame.message)) announce(frame.message);
+        // A notice (renamed, archived…): the room's header and composer follow at once,
+        // even from a server without the user's stream.
+        if (frame.message.type === "system") reloadRoom(frame.message.room);
+      }
       if (frame.message.room === state.current) scheduleRead();
       break;
     }
@@ -128,8 +184,10 @@ function handleFrame(frame) {
       noteTyping(frame);
       break;
     case "room_users":
-      for (const user of frame.users) state.online.add(user.id);
-      renderMembers();
+      noteRoomUsers(frame);
+      break;
+    case "room_presence":
+      applyPresence(frame);
       break;
     case "user_joined":
       setOnline(frame.user.id, true);
@@ -143,16 +201,12 @@ function handleFrame(frame) {
       if (frame.user && frame.user.id === ME.id) removedFrom(frame.room);
       break;
     case "room_added":
-      api("GET", `/api/rooms/${frame.room}/`)
-        .then((room) => {
-          const known = state.rooms.has(room.id) && isMember(state.rooms.get(room.id));
-          upsertRoom(room);
-          if (!known && socketReady()) joinRoom(room.id);
-        })
-        .catch(() => {});
-      break;
+    case "room_removed":
+    case "room_updated":
     case "room_deleted":
-      removedFrom(frame.room);
+    case "membership_changed":
+    case "room_read":
+      applyUserFrame(frame);
       break;
     case "room_purged":
       roomMessages(frame.room).clear();
@@ -163,17 +217,20 @@ function handleFrame(frame) {
   }
 }
 
-/** Tell the server what the reader has seen in the open room (debounced). */
+/** Tell the server what the reader has seen in the open room (debounced per room: a
+ *  room left quickly for the next one is still marked read). */
 export function scheduleRead() {
-  clearTimeout(state.readTimer);
-  state.readTimer = setTimeout(() => {
-    const roomId = state.current;
+  const roomId = state.current;
+  if (roomId === null) return;
+  clearTimeout(state.readTimers.get(roomId));
+  state.readTimers.set(roomId, setTimeout(() => {
+    state.readTimers.delete(roomId);
     const room = state.rooms.get(roomId);
     if (!room || !isMember(room) || document.visibilityState !== "visible") return;
     const latest = [...roomMessages(roomId).values()].reduce((a, b) => (a && a.seq > b.seq ? a : b), null);
     if (!latest || !state.socket || state.socket.readyState !== WebSocket.OPEN) return;
     state.socket.send(JSON.stringify({ type: "read", room: roomId, message_id: latest.id, ref: `read-${roomId}` }));
-  }, 300);
+  }, 300));
 }
 
 export function initConnection() {

@@ -4,11 +4,13 @@
 
 const app = document.getElementById("app");
 
-/** The signed-in user, as the template rendered it on `#app`. */
-export const ME = Object.freeze({
+/** The signed-in user, as the template rendered it on `#app`. Sealed, not frozen: the
+ *  profile dialog changes `display_name` and `avatar`. */
+export const ME = Object.seal({
   id: Number(app.dataset.userId),
   username: app.dataset.username,
   display_name: app.dataset.displayName,
+  avatar: app.dataset.avatar || undefined,
 });
 
 export const state = Object.seal({
@@ -29,5 +31,13 @@ export const state = Object.seal({
   reconnected: false, // a socket was authenticated before: the next one is a reconnect
   backoff: 1000, // ms before the next reconnect attempt (doubles, capped at 30 s)
   lastTypingSent: 0, // when "typing" was last sent (ms since epoch), 0 after "stopped"
-  readTimer: null, // the debounce timer of the read marker
+  readTimers: new Map(), // room id -> the debounce timer of its read marker
+  // The user's own stream position last applied (SPEC 12): from the page, as it was
+  // before the room list was read, so the first socket replays what changed since.
+  userPos: app.dataset.userPos ? Number(app.dataset.userPos) : null,
+  present: new Map(), // room id -> how many users are present (`room_users`/`room_presence` count)
+  presentUsers: new Map(), // room id -> the users present that the server listed (capped)
+  bigRooms: new Set(), // rooms whose presence the server caps and batches (SPEC "big rooms")
+  memberNext: null, // the next page of the open room's member list, or null
+  credentialsChange: null, // a promise while this page changes the password, else null
 });
