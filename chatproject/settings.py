@@ -5,6 +5,7 @@ With nothing set the project runs on SQLite and the in-process channel layer.
 """
 
 import ipaddress
+import os
 import warnings
 from datetime import timedelta
 from pathlib import Path
@@ -205,8 +206,10 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
     # The end-to-end tests run a real server process against the test database,
-    # so it must be a file both processes can open.
-    _db["TEST"] = {"NAME": str(BASE_DIR / env.str("TEST_DB_NAME", default=".test-db.sqlite3"))}
+    # so it must be a file both processes can open; one per test run (its process id), so
+    # two runs at once never share it.
+    _test_db = env.str("TEST_DB_NAME", default=f".test-db-{os.getpid()}.sqlite3")
+    _db["TEST"] = {"NAME": str(BASE_DIR / _test_db)}
 elif _db["ENGINE"] in ("django.db.backends.postgresql", "django.db.backends.postgresql_psycopg2"):
     _db["ENGINE"] = "django.db.backends.postgresql"
     if env.str("TEST_DB_NAME", default=""):  # parallel test runs on one server
@@ -338,6 +341,8 @@ MAX_MESSAGE_LENGTH = env.int("MAX_MESSAGE_LENGTH", default=1000)
 CHAT_RATE_LIMIT = _rate(env.str("CHAT_RATE_LIMIT", default="20/10s"), "CHAT_RATE_LIMIT")
 AUTH_RATE_LIMIT = _rate(env.str("AUTH_RATE_LIMIT", default="10/min"), "AUTH_RATE_LIMIT")
 MAX_UPLOAD_MB = env.int("MAX_UPLOAD_MB", default=10)
+# MiB a user's picture may have as uploaded (it is stored re-encoded, 256 px: accounts.avatars).
+AVATAR_MAX_MB = env.int("AVATAR_MAX_MB", default=2)
 # Every other write others see (edits, deletes, reactions, joins and leaves, rooms made,
 # invitations, role changes), per user, over WebSocket and HTTP.
 WRITE_RATE_LIMIT = _rate(env.str("WRITE_RATE_LIMIT", default="60/min"), "WRITE_RATE_LIMIT")
@@ -374,6 +379,15 @@ GUEST_TTL = env.float("GUEST_TTL", default=24 * 3600.0)
 # dead processes run every third of it, so a dead process's users go offline within
 # 4/3 of it (60 s by default).
 PRESENCE_TTL = env.float("PRESENCE_TTL", default=45.0)
+# A room with more users present than this is "big": `room_users` lists this many of them
+# (the lowest ids) with the `count` of all, the rest are paged over
+# `GET /api/rooms/{id}/members/?online=true`, and its `user_joined`/`user_left` (and the
+# room's share of `user_online`/`user_offline`) give way to `room_presence` batches.
+ROOM_USERS_MAX = env.int("ROOM_USERS_MAX", default=100)
+# Milliseconds a process gathers a big room's joins and leaves before it sends them as one
+# `room_presence` frame, per ROOM_USERS_MAX present (250 ms at 100, 12.5 s at 5,000): at
+# most one such frame per room, process and period (messaging.roompresence).
+PRESENCE_BATCH_MS = env.int("PRESENCE_BATCH_MS", default=250)
 
 # ------------------------------------------------------------------ STATIC, MEDIA
 STATIC_URL = "/static/"
