@@ -101,6 +101,10 @@ class LocalPresence:
             self._index_add(index, member)
             return len(entries)
 
+    def enter_many(self, keys: list[tuple[str, str, int]], socket_id: str) -> list[int]:
+        """`enter` of each key (a socket joining many rooms at once)."""
+        return [self.enter(key, socket_id) for key in keys]
+
     def _index_add(self, index: str, member: int) -> None:
         members = self._indexes.setdefault(index, set())
         if member not in members:
@@ -258,6 +262,20 @@ class RedisPresence:
         pipe.zadd(self._deadlines, {_token(name, socket_id): now + self.ttl})
         _, _, count, _, _ = pipe.execute()
         return count
+
+    def enter_many(self, keys: list[tuple[str, str, int]], socket_id: str) -> list[int]:
+        """`enter` of each key in one round trip (a socket joining many rooms at once)."""
+        if not keys:
+            return []
+        now = time.time()
+        pipe = self._redis.pipeline(transaction=True)
+        for name, index, member in keys:
+            pipe.zremrangebyscore(self._k(name), "-inf", now)
+            pipe.zadd(self._k(name), {socket_id: now + self.ttl})
+            pipe.zcard(self._k(name))
+            pipe.zadd(self._index(index), {str(member): member})
+            pipe.zadd(self._deadlines, {_token(name, socket_id): now + self.ttl})
+        return [int(count) for count in pipe.execute()[2::5]]
 
     def exit(self, key: tuple[str, str, int], socket_id: str) -> bool:
         name, index, member = key

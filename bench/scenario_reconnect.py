@@ -188,9 +188,9 @@ async def run(ctx: scenarios.Context) -> dict[str, Any]:
     n = count(config)
     env = {"REDIS_URL": ctx.redis_url, "SHUTDOWN_TIMEOUT": "60"}
     a, b = ctx.chat("chat-reconnect-a", **env), ctx.chat("chat-reconnect-b", **env)
-    profile = os.environ.get("BENCH_PROFILE")  # B under cProfile, written there at its exit
+    profile = os.environ.get("BENCH_PROFILE")  # a script that runs B under a profiler
     if profile:
-        b.server.argv[1:1] = ["-m", "cProfile", "-o", profile]
+        b.server.argv[1:1] = [profile]
     room_of = ctx.rooms
     clients = []
     for i in range(n):

@@ -539,8 +539,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
                     for r, exc in refused.items()
                 ]
             await self.send_frame(answer)
-            for room_id in fresh:
-                await local_sockets.enter_room(self, room_id)
+            await local_sockets.enter_rooms(self, fresh)
             for room_id, (users, count) in (await _rooms_users(ids)).items():
                 await self.send_frame(events.room_users(room=room_id, users=users, count=count))
             for room in rooms:

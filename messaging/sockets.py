@@ -27,6 +27,7 @@ drains, everything held goes out at once.
 
 import asyncio
 import contextvars
+import functools
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
@@ -181,17 +182,27 @@ class LocalSockets:
             await consumer.close(code=code)
 
     async def enter_room(self, consumer: "ChatConsumer", room_id: int) -> None:
-        if await _store("enter", room_key(room_id, consumer.me.pk), consumer.socket_id) == 1:
-            user = consumer.me
-            present = (await _room_sizes([room_id]))[room_id]
-            if is_big(present):
+        await self.enter_rooms(consumer, [room_id])
+
+    async def enter_rooms(self, consumer: "ChatConsumer", room_ids: list[int]) -> None:
+        """The socket subscribed to these rooms: one presence round trip for all, and one
+        more for the sizes of those where the user is new."""
+        user = consumer.me
+        keys = [room_key(room_id, user.pk) for room_id in room_ids]
+        counts = await _store("enter_many", keys, consumer.socket_id)
+        firsts = [r for r, count in zip(room_ids, counts, strict=True) if count == 1]
+        if not firsts:
+            return
+        sizes = await _room_sizes(firsts)
+        for room_id in firsts:
+            if is_big(sizes[room_id]):
                 # Batched: a room's frames are bounded per period, whoever comes and goes.
-                self.batches.joined(room_id, events.user_brief(user), present=present)
-                return
+                self.batches.joined(room_id, events.user_brief(user), present=sizes[room_id])
+                continue
             await self._gated(
                 announcement_key(user.pk, room_id),
-                lambda: _in_room(room_id, user, present=True),
-                lambda: _in_room(room_id, user),
+                functools.partial(_in_room, room_id, user, present=True),
+                functools.partial(_in_room, room_id, user),
             )
 
     async def leave_room(self, consumer: "ChatConsumer", room_id: int) -> None:

@@ -196,6 +196,15 @@ def test_a_room_is_counted_and_paged_in_user_id_order(store):
     assert room_page(store, 4, limit=10) == [7, 12, 31, 50]
 
 
+def test_entering_many_rooms_at_once_counts_each_as_entering_one(store):
+    store.enter(room_key(2, 7), "tab-1")  # the user is in room 2 already, on another tab
+    counts = store.enter_many([room_key(r, 7) for r in (1, 2, 3)], "tab-2")
+    assert counts == [1, 2, 1]  # first in rooms 1 and 3, second in room 2
+    assert store.sizes(["room:1", "room:2", "room:3"]) == [1, 1, 1]
+    assert store.exit(room_key(2, 7), "tab-2") is False  # tab-1 is still there
+    assert store.enter_many([], "tab-2") == []
+
+
 def test_a_page_skips_users_whose_sockets_expired(store):
     """Until the sweep runs, the size still counts them; a page never shows them."""
     store.enter(room_key(4, 1), "live-1")
