@@ -48,7 +48,7 @@ ACK_KEYS = {
     "leave": {"type", "ref", "room"},
     "typing": {"type", "ref", "room"},
     "message": {"type", "ref", "room", "message"},
-    "read": {"type", "ref", "room", "last_read_seq", "unread_count"},
+    "read": {"type", "ref", "room", "last_read_seq", "unread_count", "mention_count"},
     "subscribe_status": {"type", "ref", "user_id", "username", "is_online", "last_seen"},
     "unsubscribe_status": {"type", "ref", "user_id"},
 }

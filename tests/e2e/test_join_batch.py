@@ -9,6 +9,7 @@ from asgiref.sync import sync_to_async
 from accounts.services import issue_tokens
 from tests.factories import make_room
 from tests.live import WS
+from tests.test_event_catalogue import check_frame
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -49,6 +50,7 @@ async def test_one_frame_joins_many_rooms_and_replays_each(
             }
         )
         assert answer["type"] == "ack", answer
+        check_frame(answer)  # the catalogue's JoinedRoom and RefusedRoom, exactly
         positions = {r["room"]: r["pos"] for r in answer["rooms"]}
         assert set(positions) == {talk.pk, news.pk}
         assert positions[talk.pk] >= said[-1]["pos"]
