@@ -1,7 +1,6 @@
 """`messaging.rendering`: Markdown in, sanitized HTML out (SPEC 11)."""
 
 import re
-import time
 from html.parser import HTMLParser
 
 import pytest
@@ -297,20 +296,15 @@ def test_the_plain_paragraph_shortcut_on_samples(text):
     assert html(text) == parsed(text)
 
 
-def test_rendering_is_fast_enough_for_the_group_commit_writer():
-    typical = "hi @alice, see https://example.com/path?x=1 — it's *really* nice `code`"
-    plain = "ok, see you at five then"
-    render(typical, mentionable=MEMBERS)  # warm
-    best = {}
-    for text in (typical, plain):
-        rounds = []
-        for _ in range(5):
-            started = time.perf_counter()
-            for _ in range(100):
-                render(text, mentionable=MEMBERS)
-            rounds.append((time.perf_counter() - started) / 100)
-        best[text] = min(rounds)
-    # Idle machine: ~0.15 ms and ~0.01 ms. The bounds leave room for a loaded CI runner
-    # and catch what matters: a pathological slowdown, or the plain shortcut lost.
-    assert best[typical] < 0.01, f"{best[typical] * 1e6:.0f} µs per message"
-    assert best[plain] < best[typical] / 3, best
+def test_a_plain_line_skips_the_parser(monkeypatch):
+    """The group-commit writer renders every post: a plain chat line (most of them) is
+    escaped and wrapped without a Markdown parse. (Speed itself is a benchmark's question,
+    not a test's: ~10 µs against ~150 µs for a line with a link and a mention, measured
+    with `timeit`.)"""
+    calls = []
+    parser = rendering._parser()
+    monkeypatch.setattr(parser, "render", lambda *a, **k: calls.append(a) or "")
+    render("ok, see you at five then", mentionable=MEMBERS)
+    assert calls == []
+    render("hi @alice, see https://example.com it's *really* nice", mentionable=MEMBERS)
+    assert len(calls) == 1
