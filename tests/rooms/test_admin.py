@@ -719,6 +719,7 @@ async def test_inline_removal_unsubscribes_the_members_sockets_on_the_server(
         response = await sync_to_async(admin_client.post)(change_url(room), data)
         assert response.status_code == 302
         left = await ws.recv_until("user_left", timeout=10, room=room.pk)
+        await ws.recv_until("room_removed", timeout=10, room=room.pk)  # bob's own stream
         await sync_to_async(say)(room, user, "not for bob any more")
         await ws.no_frame(within=1.0)
 
