@@ -87,6 +87,11 @@ def setProtocolOptions(self, versions=None, failByDrop=None):
 WebSocketServerFactory.setProtocolOptions = setProtocolOptions
 """
 
+NO_PFORMAT = """
+import autobahn.websocket.protocol
+del autobahn.websocket.protocol.pformat
+"""
+
 NO_ASYNCIO_LOOP = """
 import daphne.server
 from twisted.internet import reactor
@@ -171,6 +176,12 @@ compress_deflate.PerMessageDeflate.__init__ = renamed
             "(it takes no keyword argument closeHandshakeTimeout, perMessageCompressionAccept)",
         ),
         (
+            NO_PFORMAT,
+            "autobahn",
+            "autobahn",
+            "has no autobahn.websocket.protocol.pformat",
+        ),
+        (
             NO_ASYNCIO_LOOP,
             "Twisted",
             "Twisted",
@@ -220,6 +231,7 @@ compress_deflate.PerMessageDeflate.__init__ = renamed
         "twisted-attribute",
         "autobahn-method",
         "autobahn-signature",
+        "autobahn-global",
         "reactor",
         "daphne",
         "channels",
@@ -504,3 +516,21 @@ def test_one_event_is_compressed_once_for_every_socket_with_the_same_window():
 def test_a_frame_compression_would_not_shrink_is_sent_plain():
     wire = Frame('{"type":"ack"}').wire
     assert deflate.deflated(wire, 11) is wire  # RSV1 clear: a valid uncompressed message
+
+
+def test_autobahns_debug_values_are_formatted_only_when_shown():
+    import pprint
+
+    import autobahn.websocket.protocol
+
+    from chatproject.transport.protocol import DeferredFormat, defer_debug_formatting
+
+    options = {"autoPingInterval": 0, "failByDrop": False, "openHandshakeTimeout": 5}
+    eager = autobahn.websocket.protocol.pformat
+    try:
+        defer_debug_formatting()
+        deferred = autobahn.websocket.protocol.pformat(options)
+        assert isinstance(deferred, DeferredFormat)  # nothing formatted yet
+        assert str(deferred) == pprint.pformat(options)  # the same text when shown
+    finally:
+        autobahn.websocket.protocol.pformat = eager

@@ -28,6 +28,8 @@ autobahn (autobahn.websocket.protocol; protocol.py, server.py)
   WebSocketProtocol._perMessageCompress                   compressed sockets are framed apart
   WebSocketProtocol.STATE_OPEN, WebSocketProtocol.STATE_CLOSED
   WebSocketProtocol.dropConnection(abort)                 a slow client's buffer is freed
+  autobahn.websocket.protocol.pformat (called by WebSocketProtocol._connectionMade)
+                                                          deferred until a debug line shows
   WebSocketServerFactory.setProtocolOptions(failByDrop, closeHandshakeTimeout,
       perMessageCompressionAccept)                        permessage-deflate (deflate.py)
 autobahn (autobahn.websocket.compress_deflate; deflate.py, protocol.py)

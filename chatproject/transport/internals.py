@@ -221,6 +221,24 @@ def assigned_before_call(
     return Requirement(dependency, f"{cls}.{attr}", check)
 
 
+def global_called_in(dependency: str, module: str, name: str, *, by: str) -> Requirement:
+    """`module` has a callable global `name`, and method `by` calls it by that name (so
+    replacing the global changes what `by` calls)."""
+
+    def check() -> None:
+        if not callable(resolve(f"{module}.{name}")):
+            raise Gone
+        calls = [
+            node
+            for node in ast.walk(_syntax(by))
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+        ]
+        if not any(node.func.id == name for node in calls):  # type: ignore[attr-defined]
+            raise Changed(f"{by} no longer calls {name}()")
+
+    return Requirement(dependency, f"{module}.{name}", check)
+
+
 def strings_in(dependency: str, path: str, *keys: str) -> Requirement:
     """Method `path` uses the string constants `keys` (dictionary keys)."""
 
@@ -311,6 +329,10 @@ REQUIREMENTS = [
     class_attribute("autobahn", f"{WSP}.STATE_OPEN", int),
     class_attribute("autobahn", f"{WSP}.STATE_CLOSED", int),
     method("autobahn", f"{WSP}.dropConnection", keywords=("abort",)),
+    # autobahn formats a debug line of every connection's options eagerly (protocol.py).
+    global_called_in(
+        "autobahn", "autobahn.websocket.protocol", "pformat", by=f"{WSP}._connectionMade"
+    ),
     method(
         "autobahn",
         f"{WSF}.setProtocolOptions",

@@ -26,7 +26,7 @@ from .deflate import accept_deflate
 from .drain import begin_drain
 from .edge import ChatHTTPFactory, EdgeLimits
 from .inbox import Inbox
-from .protocol import ChatWebSocketProtocol
+from .protocol import ChatWebSocketProtocol, defer_debug_formatting
 from .proxies import apply_forwarded
 
 reactor: Any = _reactor  # Twisted types the reactor as a module; it is the asyncio one
@@ -136,6 +136,7 @@ def run(*, host: str, port: int, proxy_headers: bool) -> None:
             perMessageCompressionAccept=accept,
         )
         server.ws_factory.protocol = ChatWebSocketProtocol
+        defer_debug_formatting()
         # Under --proxy-headers, the proxies whose X-Forwarded-* are believed; else None.
         trusted = [str(network) for network in limits.trusted_proxies] if proxy_headers else None
         # The address to open, as `runserver` prints it (a wildcard host is not one).
