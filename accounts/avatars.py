@@ -93,16 +93,8 @@ def store_avatar(*, user: User, upload: Any) -> User:
 
 def _check_write_rate(user: User) -> None:
     """A new picture is a change others see, and decoding one costs CPU: it spends the
-    user's WRITE_RATE_LIMIT, the budget `rooms.services.check_write_rate` spends (the same
-    key; accounts may not import rooms). Staff are not counted, as there."""
-    if user.is_staff:
-        return
-    throttle.spend(
-        f"write:{user.pk}",
-        rate=settings.WRITE_RATE_LIMIT,
-        budget="write",
-        refusal="At most {count} changes per {window} s; try again in {retry_after} s.",
-    )
+    user's WRITE_RATE_LIMIT, as room and message changes do."""
+    throttle.spend_writes(user)
 
 
 def remove_avatar(*, user: User) -> User:

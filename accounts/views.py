@@ -29,6 +29,7 @@ from accounts.serializers import (
     TokenPairSerializer,
     UserSerializer,
 )
+from chatproject.api import FILE_UPLOAD
 from chatproject.errors import NotFound, Unauthenticated, ValidationFailed
 
 
@@ -161,12 +162,7 @@ class AvatarView(APIView):
     parser_classes = [MultiPartParser]
 
     @extend_schema(
-        request={
-            "multipart/form-data": {
-                "type": "object",
-                "properties": {"file": {"type": "string", "format": "binary"}},
-            }
-        },
+        request=FILE_UPLOAD,
         responses={200: MeSerializer, 400: None, 413: None, 415: None},
     )
     def post(self, request: Request) -> Response:

@@ -18,6 +18,13 @@ log = get_logger(__name__)
 # Deepest JSON body accepted: a room, a message and its `payload` need a handful of
 # levels; a WebSocket frame has the same limit (messaging.frames.MAX_DEPTH).
 MAX_JSON_DEPTH = 16
+# The request body of an upload (an attachment, a picture): one file, for the schema.
+FILE_UPLOAD: dict[str, Any] = {
+    "multipart/form-data": {
+        "type": "object",
+        "properties": {"file": {"type": "string", "format": "binary"}},
+    }
+}
 
 
 def json_depth(value: Any) -> int:

@@ -9,6 +9,7 @@ import math
 import threading
 import time
 from functools import cache
+from typing import Any
 
 from django.conf import settings
 
@@ -96,3 +97,20 @@ def spend(key: str, *, rate: tuple[int, float], budget: str, refusal: str, cost:
             refusal.format(count=count, window=window, retry_after=retry_after),
             retry_after=retry_after,
         )
+
+
+def spend_writes(user: Any, *, cost: int = 1) -> None:
+    """Spend `cost` of the user's WRITE_RATE_LIMIT, one key over REST, sockets and every
+    process (edits, deletes, reactions, joins and leaves, rooms made, invitations, role
+    changes, removals, renames, pictures); raises RateLimited beyond it. Staff are not
+    counted: they are the operators, whose admin actions go through the same services.
+    `user` is an `accounts.models.User` (the shared base imports no app), or None."""
+    if user is None or user.is_staff:
+        return
+    spend(
+        f"write:{user.pk}",
+        rate=settings.WRITE_RATE_LIMIT,
+        budget="write",
+        refusal="At most {count} changes per {window} s; try again in {retry_after} s.",
+        cost=cost,
+    )

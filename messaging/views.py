@@ -12,6 +12,7 @@ from rest_framework.views import APIView
 
 from accounts.auth import signed_in
 from accounts.models import User
+from chatproject.api import FILE_UPLOAD
 from chatproject.errors import ValidationFailed
 from messaging import attachments, changes, posting, selectors, stats
 from messaging.models import Message
@@ -213,12 +214,7 @@ class AttachmentUploadView(APIView):
     parser_classes = [MultiPartParser]
 
     @extend_schema(
-        request={
-            "multipart/form-data": {
-                "type": "object",
-                "properties": {"file": {"type": "string", "format": "binary"}},
-            }
-        },
+        request=FILE_UPLOAD,
         responses={201: AttachmentSerializer},
     )
     def post(self, request: Request) -> Response:

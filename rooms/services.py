@@ -36,19 +36,9 @@ MEMBERSHIP_NOTICE_EVERY = 300
 
 
 def check_write_rate(*, user: User | None, cost: int = 1) -> None:
-    """Spend `cost` of the user's WRITE_RATE_LIMIT (edits, deletes, reactions, joins and
-    leaves, rooms made, invitations, role changes, removals, renames); raises RateLimited
-    beyond it. Staff are not counted: they are the operators, whose admin actions (bulk
-    archive, moderation, memberships edited inline) go through these same services."""
-    if user is None or user.is_staff:
-        return
-    throttle.spend(
-        f"write:{user.pk}",
-        rate=settings.WRITE_RATE_LIMIT,
-        budget="write",
-        refusal="At most {count} changes per {window} s; try again in {retry_after} s.",
-        cost=cost,
-    )
+    """Spend `cost` of the user's WRITE_RATE_LIMIT (`chatproject.throttle.spend_writes`);
+    raises RateLimited beyond it."""
+    throttle.spend_writes(user, cost=cost)
 
 
 def _membership_notice(*, room: Room, user: User, by: User | None, joined: bool) -> None:
