@@ -54,12 +54,16 @@ def get_visible_room(*, room_id: object, user: User) -> Room:
     return room
 
 
-def can_see(*, room: Room, user: User) -> bool:
+def can_see(*, room: Room, user: User, member: bool | None = None) -> bool:
+    """The access rule. `member`: whether the user is a member of the room, when the
+    caller already knows (a batch of rooms); else it is asked, only if it matters."""
     if room.kind == Room.Kind.PUBLIC or user.is_staff:
         return True
     if user.is_guest:  # guests use public rooms only, even when invited (SPEC 9.3)
         return False
-    return Membership.objects.filter(room=room, user=user).exists()
+    if member is None:
+        member = Membership.objects.filter(room=room, user=user).exists()
+    return member
 
 
 def get_membership(*, room: Room, user: User) -> Membership | None:

@@ -322,13 +322,14 @@ def enter_room(*, room_id: object, user: User) -> Room:
     unless it is archived (then it is readable, not joinable).
     """
     room = get_visible_room(room_id=room_id, user=user)
-    if (
-        room.kind == Room.Kind.PUBLIC
-        and not room.is_archived
-        and get_membership(room=room, user=user) is None
-    ):
+    if _joined_on_entry(room) and get_membership(room=room, user=user) is None:
         join_room(room=room, user=user)
     return room
+
+
+def _joined_on_entry(room: Room) -> bool:
+    """Entering the room makes a non-member a member: a public room, not archived."""
+    return room.kind == Room.Kind.PUBLIC and not room.is_archived
 
 
 def enter_rooms(*, room_ids: list[int], user: User) -> tuple[list[Room], dict[int, ChatError]]:
@@ -344,13 +345,10 @@ def enter_rooms(*, room_ids: list[int], user: User) -> tuple[list[Room], dict[in
     for room_id in room_ids:
         room = found.get(room_id)
         member = room_id in member_of
-        visible = room is not None and (
-            (member and not user.is_guest) or room.kind == Room.Kind.PUBLIC or user.is_staff
-        )
-        if room is None or not visible:
+        if room is None or not selectors.can_see(room=room, user=user, member=member):
             refused[room_id] = selectors.RoomNotFound()
             continue
-        if room.kind == Room.Kind.PUBLIC and not room.is_archived and not member:
+        if _joined_on_entry(room) and not member:
             try:
                 join_room(room=room, user=user)
             except ChatError as exc:
